@@ -1,0 +1,92 @@
+/*
+ * Daemon configuration, loaded from one YAML file (`-c FILE`).
+ *
+ * The loader is table-driven: every unknown key, wrong type or bad value is
+ * reported as "file:line:col: message" and the whole file is refused. Secrets
+ * (write keys, admin keys, SMTP password, webhook secrets) may be given inline
+ * or through *_file keys; a relative *_file path is looked up in
+ * $CREDENTIALS_DIRECTORY first (systemd LoadCredential=), then relative to the
+ * config file's folder. Trailing newlines of secret files are dropped.
+ */
+#ifndef JOURNEYD_CONFIG_H
+#define JOURNEYD_CONFIG_H
+
+#include <stdint.h>
+
+#include "journeyd/common.h"
+#include "journeyd/diag.h"
+#include "journeyd/log.h"
+
+typedef struct config_source {
+    char *name;
+    char **write_keys; /* >= 1 */
+    size_t n_write_keys;
+    char **origins; /* allowed browser origins for CORS, "*" allowed */
+    size_t n_origins;
+} config_source_t;
+
+typedef enum config_connector_type { CONNECTOR_EMAIL, CONNECTOR_WEBHOOK } config_connector_type_t;
+
+typedef struct config_connector {
+    char *name; /* the key under connectors: */
+    config_connector_type_t type;
+    char *url; /* email: smtp:// or smtps://; webhook: http(s):// */
+    /* email */
+    char *from;     /* "Name <addr@host>" or "addr@host" */
+    char *username; /* NULL: no authentication */
+    char *password;
+    /* webhook */
+    char *secret;             /* Standard Webhooks secret ("whsec_..." or raw); NULL: unsigned */
+    bool allow_private;       /* allow loopback/private targets (intranet, tests) */
+    int64_t timeout_ms;       /* default 15000 (webhook), 30000 (email) */
+    unsigned max_concurrency; /* default 16 */
+} config_connector_t;
+
+typedef struct config {
+    char *path; /* the file it came from */
+
+    /* listen: */
+    char *listen_address; /* default "127.0.0.1" */
+    unsigned listen_port; /* default 8080; 0 = any free port */
+    char *port_file;      /* NULL: none; the bound port is written there */
+
+    /* http: */
+    uint64_t http_max_body;        /* default 512 KiB (the request limit is 500 KB) */
+    uint64_t http_max_headers;     /* default 16 KiB */
+    int64_t http_timeout_ms;       /* default 30 s */
+    unsigned http_max_connections; /* default 1024 */
+
+    /* database: */
+    char *db_conninfo; /* required */
+
+    char *journeys_dir; /* default "journeys" relative to the config file's folder */
+    char *public_url;   /* default "http://<listen_address>:<port>" */
+
+    /* log: */
+    log_level_t log_level; /* default info */
+
+    /* ingest: */
+    int64_t ingest_flush_ms;    /* default 5 */
+    unsigned ingest_batch_rows; /* default 500 */
+    unsigned ingest_queue_max;  /* events waiting for a flush; default 20000 */
+
+    config_source_t *sources; /* sources: (list) */
+    size_t n_sources;
+    char **admin_keys; /* admin_keys: / admin_key_files: */
+    size_t n_admin_keys;
+    char **read_keys; /* read_keys: / read_key_files: */
+    size_t n_read_keys;
+
+    config_connector_t *connectors; /* connectors: (map name -> settings) */
+    size_t n_connectors;
+} config_t;
+
+/* Loads and validates path into *out (zeroed first). On failure returns false,
+ * leaves *out empty and fills d with every problem found. */
+JD_WARN_UNUSED bool config_load(const char *path, config_t *out, diag_t *d);
+void config_free(config_t *c);
+
+/* The connector named name, or NULL. */
+const config_connector_t *config_connector(const config_t *c, const char *name);
+
+#endif

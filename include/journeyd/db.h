@@ -1,0 +1,72 @@
+/*
+ * One non-blocking PostgreSQL connection on the event loop.
+ *
+ * Queries are queued and sent one at a time with PQsendQueryParams (text
+ * parameters, always through $n placeholders); results arrive through
+ * callbacks driven by socket events. A lost connection fails every queued
+ * query (callback with res == NULL) and reconnects with exponential backoff
+ * (100 ms doubling to 5 s). Transactions are the caller's: queue "BEGIN",
+ * the statements, then "COMMIT"; if the connection drops in between, the
+ * server rolls back and every remaining callback sees NULL.
+ *
+ * State changes go through one function that checks and logs the transition.
+ */
+#ifndef JOURNEYD_DB_H
+#define JOURNEYD_DB_H
+
+#include <libpq-fe.h>
+
+#include "journeyd/common.h"
+
+struct event_base;
+
+typedef struct db db_t;
+
+typedef enum db_state {
+    DB_CONNECTING, /* PQconnectStart/PQconnectPoll in progress */
+    DB_IDLE,       /* connected, nothing in flight */
+    DB_BUSY,       /* a query is in flight */
+    DB_BACKOFF,    /* disconnected, waiting to retry */
+    DB_CLOSED,     /* db_close called */
+} db_state_t;
+
+/* res: the query's result, owned by db and cleared after the callback returns
+ * (PGRES_COMMAND_OK / PGRES_TUPLES_OK on success, PGRES_FATAL_ERROR with
+ * PQresultErrorMessage otherwise); NULL when the connection was lost or the
+ * db closed before the query finished. The callback may queue more queries
+ * and may call db_close. */
+typedef void (*db_result_fn)(db_t *db, PGresult *res, void *arg);
+/* Called each time a connection is (re)established, before queued queries
+ * run: the place to LISTEN or set session settings. */
+typedef void (*db_connect_fn)(db_t *db, void *arg);
+typedef void (*db_notify_fn)(db_t *db, const char *channel, const char *payload, void *arg);
+
+/* Starts connecting at once. name labels logs and metrics ("ingest"). Never NULL. */
+db_t *db_open(struct event_base *base, const char *name, const char *conninfo);
+/* Fails queued queries (callbacks with NULL), closes the socket and frees the
+ * db; safe inside a callback of this db (the free is deferred). */
+void db_close(db_t *db);
+
+void db_on_connect(db_t *db, db_connect_fn fn, void *arg);
+void db_on_notify(db_t *db, db_notify_fn fn, void *arg);
+
+/* Queues a query. params are NUL-terminated text or NULL for SQL NULL.
+ * Returns false (and never calls cb) when the db is closed or its queue holds
+ * max_queue queries; otherwise cb is called exactly once. */
+JD_WARN_UNUSED bool db_query(db_t *db, const char *sql, int nparams, const char *const *params,
+                             db_result_fn cb, void *arg);
+
+db_state_t db_state(const db_t *db);
+const char *db_state_name(db_state_t s);
+/* Connected (IDLE or BUSY). */
+bool db_connected(const db_t *db);
+size_t db_queue_len(const db_t *db);
+const char *db_name(const db_t *db);
+/* Result helpers: true for COMMAND_OK/TUPLES_OK. */
+bool db_ok(const PGresult *res);
+/* The error text of a failed result, or "connection lost" for NULL. */
+const char *db_error(const PGresult *res);
+/* SQLSTATE of a failed result ("23505"), or "" */
+const char *db_sqlstate(const PGresult *res);
+
+#endif

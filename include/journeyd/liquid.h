@@ -1,0 +1,44 @@
+/*
+ * Liquid templates (Shopify's language, as Braze and Customer.io use it).
+ *
+ * Pure: no I/O and no clock. A template is parsed once and rendered many
+ * times against Jansson data. Errors are "file:line:col: message". Rendering
+ * is bounded by a step budget and an output size, so a hostile template ends
+ * with an error instead of hanging the daemon.
+ */
+#ifndef JOURNEYD_LIQUID_H
+#define JOURNEYD_LIQUID_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "journeyd/common.h"
+#include "journeyd/diag.h"
+
+#define LIQUID_MAX_TEMPLATE_BYTES (256 * 1024)
+
+typedef struct liquid_template liquid_template_t;
+
+/* Returns the source of partial `name` ({% render 'name' %} / {% include %}),
+ * malloc'd, or NULL when there is none. */
+typedef char *(*liquid_partial_fn)(void *ctx, const char *name, size_t *len);
+
+typedef struct liquid_opts {
+    uint64_t max_steps;   /* 0: default 1,000,000 */
+    size_t max_output;    /* 0: default 1 MiB */
+    bool autoescape_html; /* HTML-escape every output unless piped through `raw` */
+    int64_t now_ms;       /* what "now" and "today" mean, ms since the epoch */
+    liquid_partial_fn partial;
+    void *partial_ctx;
+} liquid_opts_t;
+
+/* file names the source in errors (NULL: "<template>"). NULL on error. */
+liquid_template_t *liquid_parse(const char *src, size_t len, const char *file, diag_t *d);
+/* Renders against data (an object; NULL for none). On success *out is
+ * malloc'd and NUL-terminated. On failure returns false with the reason in d. */
+JD_WARN_UNUSED bool liquid_render(const liquid_template_t *t, const json_t *data,
+                                  const liquid_opts_t *opts, char **out, size_t *out_len,
+                                  diag_t *d);
+void liquid_free(liquid_template_t *t);
+
+#endif
