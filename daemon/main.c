@@ -1,23 +1,631 @@
 /*
- * journeyd entry point: subcommand dispatch and the wiring of the layers.
+ * journeyd entry point: subcommands, and the wiring of the layers for `serve`.
  */
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "journeyd/common.h"
+#include "journeyd/config.h"
+#include "journeyd/db.h"
+#include "journeyd/deliver.h"
+#include "journeyd/dispatcher.h"
+#include "journeyd/http.h"
+#include "journeyd/ingest.h"
+#include "journeyd/ingest_api.h"
+#include "journeyd/journeys_load.h"
+#include "journeyd/keyring.h"
+#include "journeyd/log.h"
+#include "journeyd/metrics.h"
+#include "journeyd/migrate.h"
+#include "journeyd/processor.h"
+#include "journeyd/sdnotify.h"
+#include "journeyd/xmalloc.h"
+
+#define SHUTDOWN_GRACE_S 25
+
+typedef struct app {
+    config_t config;
+    struct event_base *base;
+    keyring_t *keys;
+    journey_set_t *journeys; /* the live set; swapped whole on reload */
+    db_t *db_control, *db_ingest, *db_processor, *db_dispatcher;
+    http_server_t *http;
+    ingest_t *ingest;
+    ingest_api_t *ingest_api;
+    processor_t *processor;
+    dispatcher_t *dispatcher;
+    curl_loop_t *curl;
+    struct event *sig_term, *sig_int, *sig_hup, *watchdog, *shutdown_poll;
+    bool schema_checked; /* migrations verified once since start */
+    bool ready_sent;
+    bool stopping;
+    bool processor_stopped, dispatcher_stopped;
+    int64_t shutdown_deadline_polls;
+    int exit_code;
+    metric_t *m_reloads, *m_journeys, *m_db_state, *m_db_queue;
+} app_t;
+
+/* ---- subcommand helpers ---- */
 
 static int usage(FILE *out)
 {
     fprintf(out, "usage: journeyd COMMAND [OPTIONS]\n"
                  "\n"
                  "commands:\n"
-                 "  serve -c FILE      run the daemon\n"
-                 "  migrate -c FILE    apply pending database migrations\n"
-                 "  check PATH...      validate journey files\n"
-                 "  version            print the version\n"
+                 "  serve -c FILE               run the daemon\n"
+                 "  migrate -c FILE             apply pending database migrations\n"
+                 "  check [-c FILE] PATH...     validate journey files (and their connectors)\n"
+                 "  version                     print the version\n"
                  "\n"
-                 "Run 'journeyd COMMAND --help' for a command's options.\n");
+                 "Run 'journeyd COMMAND --help' for a command's options.\n"
+                 "Documentation: docs/ in the source tree.\n");
     return out == stderr ? 2 : 0;
+}
+
+/* Parses "-c FILE" and "--help" for a subcommand; returns the config path
+ * (or NULL when not given), sets *help. optind is left at the first operand. */
+static const char *parse_common(int argc, char **argv, bool *help, bool *bad)
+{
+    static const struct option long_opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'}, {0}};
+    const char *config = NULL;
+    *help = *bad = false;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", long_opts, NULL)) != -1) {
+        if (c == 'c')
+            config = optarg;
+        else if (c == 'h')
+            *help = true;
+        else
+            *bad = true;
+    }
+    return config;
+}
+
+static bool load_config(const char *path, config_t *c)
+{
+    diag_t d = {0};
+    bool ok = config_load(path, c, &d);
+    diag_print(&d, stderr);
+    diag_free(&d);
+    return ok;
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+    bool help, bad;
+    const char *path = parse_common(argc, argv, &help, &bad);
+    if (help) {
+        printf("usage: journeyd migrate -c FILE\n\n"
+               "Applies the pending migrations compiled into this binary to the database\n"
+               "named in FILE, each in its own transaction. Refuses to run when a migration\n"
+               "already applied has a different checksum.\n");
+        return 0;
+    }
+    if (bad || !path || optind != argc) {
+        fprintf(stderr, "usage: journeyd migrate -c FILE\n");
+        return 2;
+    }
+    config_t c;
+    if (!load_config(path, &c))
+        return 1;
+    int rc = migrate_run(c.db_conninfo);
+    config_free(&c);
+    return rc;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    bool help, bad;
+    const char *path = parse_common(argc, argv, &help, &bad);
+    if (help) {
+        printf("usage: journeyd check [-c FILE] PATH...\n\n"
+               "Validates journey files (a file, or every *.yaml in a folder). With -c, also\n"
+               "checks that every connector a journey names is defined in the config.\n"
+               "Prints every problem as file:line:col: message; exits 1 if there is any.\n");
+        return 0;
+    }
+    if (bad || optind >= argc) {
+        fprintf(stderr, "usage: journeyd check [-c FILE] PATH...\n");
+        return 2;
+    }
+    config_t c;
+    bool have_config = false;
+    if (path) {
+        if (!load_config(path, &c))
+            return 1;
+        have_config = true;
+    }
+    journey_set_t set = {0};
+    diag_t d = {0};
+    bool ok = true;
+    for (int i = optind; i < argc; i++)
+        ok &= journeys_load_path(argv[i], &set, &d);
+    if (ok && have_config)
+        ok = journeys_check_connectors(&set, &c, &d);
+    diag_print(&d, stderr);
+    if (ok)
+        printf("%zu journey%s OK\n", set.count, set.count == 1 ? "" : "s");
+    diag_free(&d);
+    journey_set_free(&set);
+    if (have_config)
+        config_free(&c);
+    return ok ? 0 : 1;
+}
+
+/* ---- serve ---- */
+
+static engine_channel_t connector_channel(void *ctx, const char *name)
+{
+    const app_t *app = ctx;
+    const config_connector_t *c = config_connector(&app->config, name);
+    if (!c)
+        return ENGINE_UNKNOWN;
+    return c->type == CONNECTOR_EMAIL ? ENGINE_EMAIL : ENGINE_WEBHOOK;
+}
+
+/* Loads the journeys folder into a new set; NULL (errors in d) if any file
+ * is invalid. */
+static journey_set_t *load_journeys(const app_t *app, diag_t *d)
+{
+    journey_set_t *set = jd_xcalloc(1, sizeof(*set));
+    bool ok = journeys_load_path(app->config.journeys_dir, set, d) &&
+              journeys_check_connectors(set, &app->config, d);
+    if (!ok) {
+        journey_set_free(set);
+        free(set);
+        return NULL;
+    }
+    return set;
+}
+
+static void free_journeys(journey_set_t *set)
+{
+    if (set) {
+        journey_set_free(set);
+        free(set);
+    }
+}
+
+/* Builds the new set aside and swaps it in only when all of it is valid;
+ * otherwise the old set stays and every problem is logged and left in d. */
+static bool reload_journeys(app_t *app, const char *via, diag_t *d)
+{
+    journey_set_t *fresh = load_journeys(app, d);
+    if (!fresh) {
+        for (size_t i = 0; i < d->count; i++)
+            log_error("reload: %s", d->msgs[i]);
+        metric_add(app->m_reloads, (const char *[]){"failed"}, 1);
+        log_error("reload (%s): journeys in %s are invalid; keeping the %zu loaded before", via,
+                  app->config.journeys_dir, app->journeys->count);
+        return false;
+    }
+    /* The processor reads the set only inside its callbacks, never across
+     * them, so freeing the old set here cannot pull it from under a batch. */
+    free_journeys(app->journeys);
+    app->journeys = fresh;
+    metric_add(app->m_reloads, (const char *[]){"ok"}, 1);
+    metric_set(app->m_journeys, NULL, (double)fresh->count);
+    log_info("reload (%s): %zu journeys loaded from %s", via, fresh->count,
+             app->config.journeys_dir);
+    return true;
+}
+
+static void on_sighup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    app_t *app = arg;
+    if (!sdnotify("RELOADING=1"))
+        log_warn("sd_notify RELOADING failed");
+    diag_t d = {0};
+    if (!reload_journeys(app, "SIGHUP", &d))
+        log_warn("reload failed; see the errors above");
+    diag_free(&d);
+    if (!sdnotify("READY=1"))
+        log_warn("sd_notify READY failed");
+}
+
+static void finish_shutdown(app_t *app)
+{
+    log_info("stopped");
+    event_base_loopexit(app->base, NULL);
+}
+
+/* Polled during shutdown: waits for requests, commits and sends in flight. */
+static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    app_t *app = arg;
+    bool idle = http_server_pending(app->http) == 0 && ingest_backlog(app->ingest) == 0 &&
+                app->processor_stopped && app->dispatcher_stopped;
+    if (idle) {
+        finish_shutdown(app);
+        return;
+    }
+    if (--app->shutdown_deadline_polls <= 0) {
+        log_error("shutdown: still busy after %d s (%zu requests, %zu events, processor %s, "
+                  "dispatcher %s); exiting anyway: unanswered requests were not acknowledged, "
+                  "and leased messages will be retried by their lease",
+                  SHUTDOWN_GRACE_S, http_server_pending(app->http), ingest_backlog(app->ingest),
+                  app->processor_stopped ? "idle" : "busy",
+                  app->dispatcher_stopped ? "idle" : "busy");
+        app->exit_code = 1;
+        finish_shutdown(app);
+    }
+}
+
+static void on_processor_stopped(void *arg)
+{
+    ((app_t *)arg)->processor_stopped = true;
+}
+
+static void on_dispatcher_stopped(void *arg)
+{
+    ((app_t *)arg)->dispatcher_stopped = true;
+}
+
+static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    app_t *app = arg;
+    if (app->stopping) {
+        log_warn("second stop signal: exiting now");
+        app->exit_code = 1;
+        event_base_loopexit(app->base, NULL);
+        return;
+    }
+    app->stopping = true;
+    log_info("signal %d: stopping (no new connections; finishing work in flight)", (int)fd);
+    if (!sdnotify("STOPPING=1"))
+        log_warn("sd_notify STOPPING failed");
+    http_server_stop_accepting(app->http);
+    processor_stop(app->processor, on_processor_stopped, app);
+    dispatcher_stop(app->dispatcher, on_dispatcher_stopped, app);
+    app->shutdown_deadline_polls = SHUTDOWN_GRACE_S * 20;
+    struct timeval tv = {0, 50000};
+    event_add(app->shutdown_poll, &tv);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (!sdnotify("WATCHDOG=1"))
+        log_warn("sd_notify WATCHDOG failed");
+}
+
+/* ---- routes of the daemon itself ---- */
+
+static void handle_healthz(http_req_t *r, void *arg)
+{
+    (void)arg;
+    http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+typedef struct ready_check {
+    app_t *app;
+    http_req_t *req; /* NULL for the start-up check */
+} ready_check_t;
+
+static void announce_ready(app_t *app)
+{
+    if (app->ready_sent)
+        return;
+    app->ready_sent = true;
+    log_info("ready: database schema is current");
+    if (!sdnotify("READY=1\nSTATUS=serving"))
+        log_warn("sd_notify READY failed");
+}
+
+static void on_schema_status(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    ready_check_t *rc = arg;
+    app_t *app = rc->app;
+    char *why = NULL;
+    bool ok = false;
+    if (!res)
+        why = jd_xstrdup("database unreachable");
+    else if (!db_ok(res))
+        why = jd_xasprintf("schema check failed: %s", db_error(res));
+    else
+        ok = migrate_status_ok(res, &why);
+
+    if (!rc->req) {
+        /* The start-up check: refuse to serve an outdated schema. */
+        if (ok) {
+            app->schema_checked = true;
+            announce_ready(app);
+        } else if (res && db_ok(res)) {
+            log_error("%s", why);
+            app->exit_code = 1;
+            event_base_loopexit(app->base, NULL);
+        }
+    } else if (ok) {
+        http_reply_json(rc->req, 200, json_pack("{s:s}", "status", "ready"));
+    } else {
+        http_reply_json(rc->req, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
+                                                why ? why : "unknown"));
+    }
+    free(why);
+    free(rc);
+}
+
+static void check_schema(app_t *app, http_req_t *req)
+{
+    ready_check_t *rc = jd_xcalloc(1, sizeof(*rc));
+    rc->app = app;
+    rc->req = req;
+    if (!db_query(app->db_control, migrate_status_sql(), 0, NULL, on_schema_status, rc))
+        on_schema_status(app->db_control, NULL, rc);
+}
+
+static void handle_readyz(http_req_t *r, void *arg)
+{
+    app_t *app = arg;
+    if (app->stopping) {
+        http_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
+                                          "shutting down"));
+        return;
+    }
+    if (!db_connected(app->db_control)) {
+        http_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
+                                          "database unreachable"));
+        return;
+    }
+    check_schema(app, r);
+}
+
+static void collect_db(const db_t *db, void *arg)
+{
+    app_t *app = arg;
+    db_stats_t st;
+    db_stats(db, &st);
+    for (int s = DB_CONNECTING; s <= DB_CLOSED; s++) {
+        const char *labels[] = {db_name(db), db_state_name((db_state_t)s)};
+        metric_set(app->m_db_state, labels, st.state == (db_state_t)s ? 1 : 0);
+    }
+    metric_set(app->m_db_queue, (const char *[]){db_name(db)}, (double)st.queue_len);
+}
+
+static void collect_metrics(void *arg)
+{
+    db_foreach(collect_db, arg);
+}
+
+static void handle_metrics(http_req_t *r, void *arg)
+{
+    (void)arg;
+    size_t len = 0;
+    char *text = metrics_render(&len);
+    http_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+static void handle_reload(http_req_t *r, void *arg)
+{
+    app_t *app = arg;
+    char *key = http_req_basic_user(r);
+    const char *bearer = http_req_header(r, "Authorization");
+    if (!key && bearer && !strncmp(bearer, "Bearer ", 7))
+        key = jd_xstrdup(bearer + 7);
+    bool admin = keyring_check(app->keys, KEY_ADMIN, key, NULL);
+    free(key);
+    if (!admin) {
+        http_reply_error(r, 401, "unauthorized", "unauthorized");
+        return;
+    }
+    diag_t d = {0};
+    if (!reload_journeys(app, "HTTP", &d)) {
+        json_t *errors = json_array();
+        for (size_t i = 0; i < d.count; i++)
+            json_array_append_new(errors, json_string(d.msgs[i]));
+        http_reply_json(r, 422,
+                        json_pack("{s:b, s:s, s:s, s:o}", "success", 0, "error", "invalid_journeys",
+                                  "message", "the journeys are invalid; the old set stays loaded",
+                                  "errors", errors));
+    } else {
+        http_reply_json(r, 200, json_pack("{s:b, s:I}", "success", 1, "journeys",
+                                          (json_int_t)app->journeys->count));
+    }
+    diag_free(&d);
+}
+
+static void on_control_connect(db_t *db, void *arg)
+{
+    (void)db;
+    app_t *app = arg;
+    if (!app->schema_checked)
+        check_schema(app, NULL);
+}
+
+static bool write_port_file(const char *path, unsigned port)
+{
+    char *tmp = jd_xasprintf("%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fprintf(f, "%u\n", port) > 0;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (ok && rename(tmp, path) != 0)
+        ok = false;
+    if (!ok)
+        log_error("cannot write port file %s: %s", path, strerror(errno));
+    free(tmp);
+    return ok;
+}
+
+static keyring_t *build_keyring(const config_t *c)
+{
+    keyring_t *k = keyring_new();
+    for (size_t i = 0; i < c->n_sources; i++)
+        for (size_t j = 0; j < c->sources[i].n_write_keys; j++)
+            keyring_add(k, KEY_WRITE, c->sources[i].write_keys[j], c->sources[i].name);
+    for (size_t i = 0; i < c->n_admin_keys; i++)
+        keyring_add(k, KEY_ADMIN, c->admin_keys[i], NULL);
+    for (size_t i = 0; i < c->n_read_keys; i++)
+        keyring_add(k, KEY_READ, c->read_keys[i], NULL);
+    return k;
+}
+
+static void app_free(app_t *app)
+{
+    dispatcher_free(app->dispatcher);
+    processor_free(app->processor);
+    ingest_api_free(app->ingest_api);
+    ingest_free(app->ingest);
+    http_server_free(app->http);
+    curl_loop_free(app->curl);
+    db_t *dbs[] = {app->db_control, app->db_ingest, app->db_processor, app->db_dispatcher};
+    for (size_t i = 0; i < JD_ARRAY_LEN(dbs); i++)
+        if (dbs[i])
+            db_close(dbs[i]);
+    struct event *evs[] = {app->sig_term, app->sig_int, app->sig_hup, app->watchdog,
+                           app->shutdown_poll};
+    for (size_t i = 0; i < JD_ARRAY_LEN(evs); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    keyring_free(app->keys);
+    free_journeys(app->journeys);
+    if (app->base)
+        event_base_free(app->base);
+    config_free(&app->config);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    bool help, bad;
+    const char *path = parse_common(argc, argv, &help, &bad);
+    if (help) {
+        printf("usage: journeyd serve -c FILE\n\n"
+               "Runs the daemon in the foreground (systemd Type=notify). SIGTERM or SIGINT\n"
+               "stop it after the work in flight; SIGHUP reloads the journeys, keeping the\n"
+               "old set if any file is invalid. See docs/operations.md.\n");
+        return 0;
+    }
+    if (bad || !path || optind != argc) {
+        fprintf(stderr, "usage: journeyd serve -c FILE\n");
+        return 2;
+    }
+    app_t app = {0};
+    if (!load_config(path, &app.config))
+        return 1;
+    log_init(app.config.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("curl_global_init failed");
+        config_free(&app.config);
+        return 1;
+    }
+
+    app.m_reloads = metric_counter("journeyd_reloads_total", "Journey reloads by result", "result");
+    app.m_journeys = metric_gauge("journeyd_journeys", "Journeys loaded", NULL);
+    app.m_db_state = metric_gauge("journeyd_db_connection_state",
+                                  "1 for the state each database connection is in", "db,state");
+    app.m_db_queue = metric_gauge("journeyd_db_queue_length",
+                                  "Queries waiting on each database connection", "db");
+    metrics_add_collector(collect_metrics, &app);
+
+    diag_t jd = {0};
+    app.journeys = load_journeys(&app, &jd);
+    for (size_t i = 0; i < jd.count; i++)
+        log_error("%s", jd.msgs[i]);
+    diag_free(&jd);
+    if (!app.journeys) {
+        log_error("the journeys in %s are invalid; not starting", app.config.journeys_dir);
+        app.exit_code = 1;
+        goto done;
+    }
+    metric_set(app.m_journeys, NULL, (double)app.journeys->count);
+    log_info("journeyd %s: %zu journeys loaded from %s", JOURNEYD_VERSION, app.journeys->count,
+             app.config.journeys_dir);
+
+    app.base = event_base_new();
+    app.keys = build_keyring(&app.config);
+    app.db_control = db_open(app.base, "control", app.config.db_conninfo);
+    app.db_ingest = db_open(app.base, "ingest", app.config.db_conninfo);
+    app.db_processor = db_open(app.base, "processor", app.config.db_conninfo);
+    app.db_dispatcher = db_open(app.base, "dispatcher", app.config.db_conninfo);
+    db_on_connect(app.db_control, on_control_connect, &app);
+
+    http_limits_t limits = {.max_body = app.config.http_max_body,
+                            .max_headers = app.config.http_max_headers,
+                            .timeout_ms = app.config.http_timeout_ms,
+                            .max_connections = app.config.http_max_connections};
+    app.http = http_server_new(app.base, &limits);
+    ingest_opts_t iopts = {.flush_ms = app.config.ingest_flush_ms,
+                           .batch_rows = app.config.ingest_batch_rows,
+                           .queue_max = app.config.ingest_queue_max};
+    app.ingest = ingest_new(app.base, app.db_ingest, &iopts);
+    app.ingest_api = ingest_api_new(app.ingest, app.keys);
+    ingest_api_register(app.ingest_api, app.http);
+    http_server_route(app.http, "GET", "/healthz", "healthz", handle_healthz, &app);
+    http_server_route(app.http, "GET", "/readyz", "readyz", handle_readyz, &app);
+    http_server_route(app.http, "GET", "/metrics", "metrics", handle_metrics, &app);
+    http_server_route(app.http, "POST", "/v1/journeys/reload", "journeys_reload", handle_reload,
+                      &app);
+
+    processor_opts_t popts = {.batch_size = 500,
+                              .poll_ms = 1000,
+                              .channel = connector_channel,
+                              .channel_ctx = &app};
+    app.processor = processor_new(app.base, app.db_processor,
+                                  (const journey_set_t *const *)&app.journeys, &popts);
+    app.curl = curl_loop_new(app.base);
+    char host[128] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    char *owner = jd_xasprintf("%s:%d", host, (int)getpid());
+    dispatcher_opts_t dopts = {.config = &app.config,
+                               .owner = owner,
+                               .max_in_flight = 64,
+                               .lease_ms = 120000,
+                               .poll_ms = 1000};
+    app.dispatcher = dispatcher_new(app.base, app.db_dispatcher, app.curl, &dopts);
+    free(owner);
+
+    unsigned bound = 0;
+    if (!http_server_listen(app.http, app.config.listen_address, app.config.listen_port,
+                            &bound)) {
+        app.exit_code = 1;
+        goto done;
+    }
+    log_info("listening on http://%s:%u", app.config.listen_address, bound);
+    if (app.config.port_file && !write_port_file(app.config.port_file, bound)) {
+        app.exit_code = 1;
+        goto done;
+    }
+
+    app.sig_term = evsignal_new(app.base, SIGTERM, on_stop_signal, &app);
+    app.sig_int = evsignal_new(app.base, SIGINT, on_stop_signal, &app);
+    app.sig_hup = evsignal_new(app.base, SIGHUP, on_sighup, &app);
+    event_add(app.sig_term, NULL);
+    event_add(app.sig_int, NULL);
+    event_add(app.sig_hup, NULL);
+    app.shutdown_poll = event_new(app.base, -1, EV_PERSIST, on_shutdown_poll, &app);
+    uint64_t wd = sdnotify_watchdog_usec();
+    if (wd) {
+        app.watchdog = event_new(app.base, -1, EV_PERSIST, on_watchdog, &app);
+        struct timeval tv = {.tv_sec = (time_t)(wd / 2 / 1000000),
+                             .tv_usec = (suseconds_t)(wd / 2 % 1000000)};
+        event_add(app.watchdog, &tv);
+    }
+
+    event_base_dispatch(app.base);
+
+done:
+    app_free(&app);
+    curl_global_cleanup();
+    metrics_reset();
+    return app.exit_code;
 }
 
 int main(int argc, char **argv)
@@ -31,6 +639,14 @@ int main(int argc, char **argv)
         printf("journeyd %s\n", JOURNEYD_VERSION);
         return 0;
     }
+    log_init(LOG_LVL_INFO);
+    /* Subcommands see their own argv: argv[0] is the command name. */
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "migrate"))
+        return cmd_migrate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "check"))
+        return cmd_check(argc - 1, argv + 1);
     fprintf(stderr, "journeyd: unknown command '%s'\n", cmd);
     return usage(stderr);
 }

@@ -1,0 +1,153 @@
+/* Loading journey files from disk (see journeys_load.h). */
+#include "journeyd/journeys_load.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "journeyd/xmalloc.h"
+#include "journeyd/yaml.h"
+
+/* Reads a whole regular file of at most max bytes; NULL with *err set. */
+static char *read_file(const char *path, size_t max, size_t *len, char **err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *err = jd_xasprintf("%s", strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        *err = jd_xstrdup("not a regular file");
+        return NULL;
+    }
+    if ((uint64_t)st.st_size > max) {
+        fclose(f);
+        *err = jd_xasprintf("the file is %lld bytes, more than the %zu allowed",
+                            (long long)st.st_size, max);
+        return NULL;
+    }
+    char *buf = jd_xmalloc((size_t)st.st_size + 1);
+    size_t n = fread(buf, 1, (size_t)st.st_size, f);
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+typedef struct template_dir {
+    char *dir;
+} template_dir_t;
+
+/* Template paths are relative to the journey file's folder and may not climb
+ * out of it. */
+static char *read_template(void *ctx, const char *path, size_t *len, char **err)
+{
+    const template_dir_t *td = ctx;
+    if (path[0] == '/' || strstr(path, "..")) {
+        *err = jd_xstrdup("template paths are relative to the journey's folder and may not "
+                          "contain '..'");
+        return NULL;
+    }
+    char *full = jd_xasprintf("%s/%s", td->dir, path);
+    char *text = read_file(full, TEMPLATE_FILE_MAX_BYTES, len, err);
+    free(full);
+    return text;
+}
+
+static bool load_file(const char *path, journey_set_t *set, diag_t *d)
+{
+    size_t len = 0;
+    char *err = NULL;
+    char *text = read_file(path, JOURNEY_FILE_MAX_BYTES, &len, &err);
+    if (!text) {
+        diag_add(d, path, 1, 1, "cannot read: %s", err);
+        free(err);
+        return false;
+    }
+    node_doc_t doc = {0};
+    bool ok = yaml_load_buffer(path, text, len, JOURNEY_FILE_MAX_BYTES, &doc, d);
+    if (ok) {
+        char *copy = jd_xstrdup(path);
+        template_dir_t td = {.dir = dirname(copy)};
+        journey_t *j = journey_parse(doc.root, path, text, len, read_template, &td, d);
+        free(copy);
+        ok = j && journey_set_add(set, j, d);
+    }
+    node_doc_free(&doc);
+    free(text);
+    return ok;
+}
+
+static bool is_yaml(const char *name)
+{
+    size_t n = strlen(name);
+    return name[0] != '.' && ((n > 5 && !strcmp(name + n - 5, ".yaml")) ||
+                              (n > 4 && !strcmp(name + n - 4, ".yml")));
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+bool journeys_load_path(const char *path, journey_set_t *set, diag_t *d)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        diag_add(d, path, 1, 1, "cannot read: %s", strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return load_file(path, set, d);
+
+    DIR *dir = opendir(path);
+    if (!dir) {
+        diag_add(d, path, 1, 1, "cannot open the folder: %s", strerror(errno));
+        return false;
+    }
+    /* Sorted, so errors and load order do not depend on the file system. */
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        if (!is_yaml(e->d_name))
+            continue;
+        names = jd_xrealloc(names, (n + 1) * sizeof(*names));
+        names[n++] = jd_xstrdup(e->d_name);
+    }
+    closedir(dir);
+    qsort(names, n, sizeof(*names), compare_names);
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        char *full = jd_xasprintf("%s/%s", path, names[i]);
+        ok &= load_file(full, set, d);
+        free(full);
+        free(names[i]);
+    }
+    free(names);
+    return ok;
+}
+
+bool journeys_check_connectors(const journey_set_t *set, const config_t *config, diag_t *d)
+{
+    bool ok = true;
+    for (size_t i = 0; i < set->count; i++) {
+        const journey_t *j = set->items[i];
+        for (size_t k = 0; k < j->n_steps; k++) {
+            const journey_step_t *st = &j->steps[k];
+            if (st->kind != STEP_SEND || config_connector(config, st->send.connector))
+                continue;
+            diag_add(d, j->file, st->line, st->col,
+                     "step '%s' names connector '%s', which %s does not define", st->id,
+                     st->send.connector, config->path);
+            ok = false;
+        }
+    }
+    return ok;
+}
