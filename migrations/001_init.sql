@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS journeyd_placeholder(x int);
