@@ -63,7 +63,7 @@ struct db {
 
 static db_t *registry_head, *registry_tail;
 
-static void db_connect_start(db_t *db);
+static void db_connect_start(db_t *db, const char *why);
 static bool db_pump(db_t *db);
 static void on_conn_io(evutil_socket_t fd, short what, void *arg);
 static void on_read(evutil_socket_t fd, short what, void *arg);
@@ -266,7 +266,7 @@ static void db_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     db_t *db = arg;
     db->reconnects_total++;
-    db_connect_start(db);
+    db_connect_start(db, "retry");
 }
 
 static void db_notice(void *arg, const char *message)
@@ -350,9 +350,9 @@ static void on_conn_io(evutil_socket_t fd, short what, void *arg)
     db_poll_connect(db);
 }
 
-static void db_connect_start(db_t *db)
+static void db_connect_start(db_t *db, const char *why)
 {
-    db_set_state(db, DB_CONNECTING, NULL);
+    db_set_state(db, DB_CONNECTING, why);
     db->conn = PQconnectStart(db->conninfo);
     if (!db->conn) {
         db_connect_failed(db, "out of memory");
@@ -527,7 +527,7 @@ db_t *db_open(struct event_base *base, const char *name, const char *conninfo)
     else
         registry_head = db;
     registry_tail = db;
-    db_connect_start(db);
+    db_connect_start(db, "opening");
     return db;
 }
 
