@@ -373,8 +373,10 @@ static bool db_flush(db_t *db)
     int r = PQflush(db->conn);
     if (r < 0)
         return false;
-    if (r > 0 && !event_pending(db->ev_write, EV_WRITE, NULL))
+    if (r > 0 && !event_pending(db->ev_write, EV_WRITE, NULL)) {
+        log_debug("db %s: send buffer full, waiting for the socket", db->name);
         event_add(db->ev_write, NULL);
+    }
     return true;
 }
 

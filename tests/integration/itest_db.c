@@ -164,13 +164,32 @@ static void test_params(const char *ci)
     CHECK(query_sync(db, "SELECT current_setting('application_name')", 0, NULL, &c));
     CHECK_STR(c.value, "itest");
 
+    /* 32 MB out (more than the socket buffers: PQflush has to wait for the
+     * socket) and 3 MB back (many reads before the result is complete). */
+    size_t big_len = 32u << 20;
+    char *big = jd_xmalloc(big_len + 1);
+    memset(big, 'x', big_len);
+    big[big_len] = '\0';
+    const char *pbig[] = {big};
+    CHECK(query_sync(db, "SELECT length($1)", 1, pbig, &c));
+    char big_want[32];
+    snprintf(big_want, sizeof(big_want), "%zu", big_len);
+    CHECK_STR(c.value, big_want);
+    free(big);
+    capture_t big_res;
+    memset(&big_res, 0, sizeof(big_res));
+    CHECK(query_sync(db, "SELECT md5(repeat('z', 1000)) FROM generate_series(1, 100000)", 0, NULL,
+                     &big_res));
+    CHECK(big_res.status == PGRES_TUPLES_OK);
+    CHECK_STR(big_res.value, "93f8e2ed34e2c6727cf1ee6f138267e9");
+
     /* Arguments the protocol cannot carry are refused up front. */
     CHECK(!db_query(db, "SELECT 1", -1, NULL, on_capture, &c));
     CHECK(!db_query(db, "SELECT 1", 70000, p1, on_capture, &c));
 
     db_stats_t st;
     db_stats(db, &st);
-    CHECK(st.queries_total == 5);
+    CHECK(st.queries_total == 7);
     CHECK(st.errors_total == 0);
     CHECK(st.state == DB_IDLE);
     db_close(db);
