@@ -15,6 +15,7 @@
 #define JOURNEYD_DB_H
 
 #include <libpq-fe.h>
+#include <stdint.h>
 
 #include "journeyd/common.h"
 
@@ -50,9 +51,15 @@ void db_close(db_t *db);
 void db_on_connect(db_t *db, db_connect_fn fn, void *arg);
 void db_on_notify(db_t *db, db_notify_fn fn, void *arg);
 
-/* Queues a query. params are NUL-terminated text or NULL for SQL NULL.
- * Returns false (and never calls cb) when the db is closed or its queue holds
- * max_queue queries; otherwise cb is called exactly once. */
+/* Queues a query. params are NUL-terminated text or NULL for SQL NULL; sql
+ * and params are copied. Returns false (and never calls cb) when the db is
+ * closed, its queue holds DB_MAX_QUEUE queries (the one in flight included),
+ * or nparams is outside 0..65535; otherwise cb is called exactly once.
+ * Queries are sent in queue order, except that those queued from inside the
+ * db_on_connect callback go before every query queued earlier. A query
+ * queued while disconnected waits for the next connection; one that was
+ * queued when an established connection is lost gets NULL.
+ * Only single statements without COPY are supported. */
 JD_WARN_UNUSED bool db_query(db_t *db, const char *sql, int nparams, const char *const *params,
                              db_result_fn cb, void *arg);
 
@@ -68,5 +75,24 @@ bool db_ok(const PGresult *res);
 const char *db_error(const PGresult *res);
 /* SQLSTATE of a failed result ("23505"), or "" */
 const char *db_sqlstate(const PGresult *res);
+
+/* Counters since db_open. queries_total counts queries sent to the server,
+ * errors_total failed results (PGRES_FATAL_ERROR and queries the connection
+ * refused to send; NULL results from a lost connection are not counted),
+ * reconnects_total connection attempts after a failure or a lost connection. */
+typedef struct db_stats {
+    uint64_t queries_total;
+    uint64_t errors_total;
+    uint64_t reconnects_total;
+    size_t queue_len;
+    db_state_t state;
+} db_stats_t;
+
+#define DB_MAX_QUEUE 10000
+
+void db_stats(const db_t *db, db_stats_t *out);
+/* Calls fn for every open db (db_close removes it at once), in opening
+ * order; fn must not open or close dbs. For exporting pool state. */
+void db_foreach(void (*fn)(const db_t *db, void *arg), void *arg);
 
 #endif

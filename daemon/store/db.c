@@ -1,0 +1,664 @@
+/*
+ * One non-blocking PostgreSQL connection driven by libevent (see db.h).
+ *
+ * The queue is a singly linked list; while a query is in flight it stays at
+ * the head. Every state change goes through db_set_state. User callbacks are
+ * bracketed by db_enter/db_leave so that db_close inside a callback defers
+ * the free until the outermost callback has returned.
+ */
+#include "journeyd/db.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "journeyd/log.h"
+#include "journeyd/xmalloc.h"
+
+#define DB_BACKOFF_MIN_MS  100
+#define DB_BACKOFF_MAX_MS  5000
+#define DB_CONNECT_TIMEOUT 10 /* seconds; libpq ignores connect_timeout when polled */
+#define DB_MAX_PARAMS      65535
+
+typedef struct db_item {
+    struct db_item *next;
+    char *sql;
+    int nparams;
+    char **params;
+    db_result_fn cb;
+    void *arg;
+} db_item_t;
+
+struct db {
+    struct event_base *base;
+    char *name;
+    char *conninfo;
+    PGconn *conn;
+    db_state_t state;
+
+    struct event *ev_conn;  /* one-shot read or write wait while CONNECTING */
+    struct event *ev_read;  /* persistent while connected */
+    struct event *ev_write; /* one-shot while PQflush has data left */
+    struct event *ev_timer; /* backoff */
+    struct event *ev_pump;  /* activated by db_query: send on the next loop pass */
+    int ev_fd;              /* socket the I/O events watch, -1 if none */
+
+    db_item_t *head, *tail; /* head is in flight when BUSY */
+    size_t queue_len;
+    db_item_t **connect_insert; /* where on_connect's queries go, NULL otherwise */
+    PGresult *result;           /* the in-flight query's result so far */
+
+    int backoff_ms;
+    bool ever_connected;
+    int depth; /* user callbacks of this db on the stack */
+
+    db_connect_fn connect_fn;
+    void *connect_arg;
+    db_notify_fn notify_fn;
+    void *notify_arg;
+
+    uint64_t queries_total, errors_total, reconnects_total;
+    struct db *reg_prev, *reg_next;
+};
+
+static db_t *registry_head, *registry_tail;
+
+static void db_connect_start(db_t *db, const char *why);
+static bool db_pump(db_t *db);
+static void on_conn_io(evutil_socket_t fd, short what, void *arg);
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+
+const char *db_state_name(db_state_t s)
+{
+    switch (s) {
+    case DB_CONNECTING:
+        return "CONNECTING";
+    case DB_IDLE:
+        return "IDLE";
+    case DB_BUSY:
+        return "BUSY";
+    case DB_BACKOFF:
+        return "BACKOFF";
+    case DB_CLOSED:
+        return "CLOSED";
+    }
+    return "?";
+}
+
+static bool db_transition_allowed(db_state_t from, db_state_t to)
+{
+    if (to == DB_CLOSED)
+        return from != DB_CLOSED;
+    switch (from) {
+    case DB_CONNECTING:
+        return to == DB_IDLE || to == DB_BACKOFF;
+    case DB_IDLE:
+        return to == DB_BUSY || to == DB_BACKOFF;
+    case DB_BUSY:
+        return to == DB_IDLE || to == DB_BACKOFF;
+    case DB_BACKOFF:
+        return to == DB_CONNECTING;
+    case DB_CLOSED:
+        return false;
+    }
+    return false;
+}
+
+/* The only writer of db->state. A forbidden transition is a broken
+ * invariant: logged and aborted. Entering BACKOFF logs at warn with why. */
+static void db_set_state(db_t *db, db_state_t to, const char *why)
+{
+    db_state_t from = db->state;
+    if (!db_transition_allowed(from, to)) {
+        log_error("db %s: invalid state transition %s -> %s", db->name, db_state_name(from),
+                  db_state_name(to));
+        abort();
+    }
+    db->state = to;
+    if (to == DB_BACKOFF)
+        log_warn("db %s: %s -> %s: %s", db->name, db_state_name(from), db_state_name(to),
+                 why ? why : "");
+    else
+        log_debug("db %s: %s -> %s%s%s", db->name, db_state_name(from), db_state_name(to),
+                  why ? ": " : "", why ? why : "");
+}
+
+static void item_free(db_item_t *it)
+{
+    for (int i = 0; i < it->nparams; i++)
+        free(it->params[i]);
+    free(it->params);
+    free(it->sql);
+    free(it);
+}
+
+static void db_free(db_t *db)
+{
+    if (db->ev_conn)
+        event_free(db->ev_conn);
+    if (db->ev_read)
+        event_free(db->ev_read);
+    if (db->ev_write)
+        event_free(db->ev_write);
+    if (db->ev_timer)
+        event_free(db->ev_timer);
+    if (db->ev_pump)
+        event_free(db->ev_pump);
+    free(db->name);
+    free(db->conninfo);
+    free(db);
+}
+
+static void db_enter(db_t *db)
+{
+    db->depth++;
+}
+
+/* After a user callback: false when the db was closed meanwhile, in which
+ * case it may already be freed and the caller must return at once. */
+static bool db_leave(db_t *db)
+{
+    db->depth--;
+    if (db->state != DB_CLOSED)
+        return true;
+    if (db->depth == 0)
+        db_free(db);
+    return false;
+}
+
+/* Calls every callback of a detached list with NULL, even if one of them
+ * closes the db. False when the db was closed (and maybe freed). */
+static bool db_fail_list(db_t *db, db_item_t *list)
+{
+    db_enter(db);
+    while (list) {
+        db_item_t *it = list;
+        list = it->next;
+        it->cb(db, NULL, it->arg);
+        item_free(it);
+    }
+    return db_leave(db);
+}
+
+/* libpq messages end with a newline; logs want one line. */
+static char *db_msg(const char *prefix, const char *err)
+{
+    char *msg = jd_xasprintf("%s: %s", prefix, err && *err ? err : "unknown error");
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    return msg;
+}
+
+static void db_stop_io(db_t *db)
+{
+    if (db->ev_conn) {
+        event_free(db->ev_conn);
+        db->ev_conn = NULL;
+    }
+    if (db->ev_read) {
+        event_free(db->ev_read);
+        db->ev_read = NULL;
+    }
+    if (db->ev_write) {
+        event_free(db->ev_write);
+        db->ev_write = NULL;
+    }
+    db->ev_fd = -1;
+}
+
+static void db_drop_conn(db_t *db)
+{
+    db_stop_io(db);
+    if (db->result) {
+        PQclear(db->result);
+        db->result = NULL;
+    }
+    if (db->conn) {
+        PQfinish(db->conn);
+        db->conn = NULL;
+    }
+}
+
+static db_item_t *db_detach_queue(db_t *db)
+{
+    db_item_t *list = db->head;
+    db->head = db->tail = NULL;
+    db->queue_len = 0;
+    db->connect_insert = NULL;
+    return list;
+}
+
+static void db_schedule_retry(db_t *db, const char *why)
+{
+    db_set_state(db, DB_BACKOFF, why);
+    struct timeval tv = {db->backoff_ms / 1000, (db->backoff_ms % 1000) * 1000};
+    log_info("db %s: retrying in %d ms", db->name, db->backoff_ms);
+    evtimer_add(db->ev_timer, &tv);
+    db->backoff_ms =
+        db->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : db->backoff_ms * 2;
+}
+
+/* A connection attempt failed: queued queries keep waiting. */
+static void db_connect_failed(db_t *db, const char *why)
+{
+    char *msg = db_msg("connection failed", why);
+    db_drop_conn(db);
+    db_schedule_retry(db, msg);
+    free(msg);
+}
+
+/* An established connection broke: every queued query gets NULL. Returns
+ * false when a callback closed the db (the caller must not touch it). */
+static bool db_conn_lost(db_t *db)
+{
+    char *msg = db_msg("connection lost", db->conn ? PQerrorMessage(db->conn) : NULL);
+    db_drop_conn(db);
+    db_schedule_retry(db, msg);
+    free(msg);
+    return db_fail_list(db, db_detach_queue(db));
+}
+
+static void db_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    db_t *db = arg;
+    db->reconnects_total++;
+    db_connect_start(db, "retry");
+}
+
+static void db_notice(void *arg, const char *message)
+{
+    db_t *db = arg;
+    size_t n = strlen(message);
+    while (n && message[n - 1] == '\n')
+        n--;
+    log_debug("db %s: server says: %.*s", db->name, (int)n, message);
+}
+
+/* Waits for fd to be readable or writable to continue PQconnectPoll. */
+static void db_wait_connect(db_t *db, short what)
+{
+    int fd = PQsocket(db->conn);
+    if (db->ev_conn)
+        event_free(db->ev_conn);
+    db->ev_fd = fd;
+    db->ev_conn = event_new(db->base, fd, what, on_conn_io, db);
+    struct timeval tv = {DB_CONNECT_TIMEOUT, 0};
+    event_add(db->ev_conn, &tv);
+}
+
+static void db_connected_ready(db_t *db)
+{
+    if (db->ev_conn) {
+        event_free(db->ev_conn);
+        db->ev_conn = NULL;
+    }
+    if (PQsetnonblocking(db->conn, 1) != 0) {
+        db_connect_failed(db, PQerrorMessage(db->conn));
+        return;
+    }
+    db->ev_fd = PQsocket(db->conn);
+    db->ev_read = event_new(db->base, db->ev_fd, EV_READ | EV_PERSIST, on_read, db);
+    db->ev_write = event_new(db->base, db->ev_fd, EV_WRITE, on_write, db);
+    event_add(db->ev_read, NULL);
+    db->backoff_ms = DB_BACKOFF_MIN_MS;
+    db_set_state(db, DB_IDLE, db->ever_connected ? "reconnected" : "connected");
+    if (db->ever_connected)
+        log_info("db %s: reconnected", db->name);
+    db->ever_connected = true;
+    if (db->connect_fn) {
+        db->connect_insert = &db->head;
+        db_enter(db);
+        db->connect_fn(db, db->connect_arg);
+        if (!db_leave(db))
+            return;
+        db->connect_insert = NULL;
+    }
+    (void)db_pump(db);
+}
+
+static void db_poll_connect(db_t *db)
+{
+    switch (PQconnectPoll(db->conn)) {
+    case PGRES_POLLING_READING:
+        db_wait_connect(db, EV_READ);
+        return;
+    case PGRES_POLLING_WRITING:
+        db_wait_connect(db, EV_WRITE);
+        return;
+    case PGRES_POLLING_OK:
+        db_connected_ready(db);
+        return;
+    case PGRES_POLLING_FAILED:
+    default:
+        db_connect_failed(db, PQerrorMessage(db->conn));
+        return;
+    }
+}
+
+static void on_conn_io(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    db_t *db = arg;
+    if (what & EV_TIMEOUT) {
+        db_connect_failed(db, "timed out");
+        return;
+    }
+    db_poll_connect(db);
+}
+
+static void db_connect_start(db_t *db, const char *why)
+{
+    db_set_state(db, DB_CONNECTING, why);
+    db->conn = PQconnectStart(db->conninfo);
+    if (!db->conn) {
+        db_connect_failed(db, "out of memory");
+        return;
+    }
+    if (PQstatus(db->conn) == CONNECTION_BAD) {
+        db_connect_failed(db, PQerrorMessage(db->conn));
+        return;
+    }
+    PQsetNoticeProcessor(db->conn, db_notice, db);
+    /* As if PQconnectPoll had returned PGRES_POLLING_WRITING. */
+    db_wait_connect(db, EV_WRITE);
+}
+
+/* Returns false when the connection broke (already handled). */
+static bool db_flush(db_t *db)
+{
+    int r = PQflush(db->conn);
+    if (r < 0)
+        return false;
+    if (r > 0 && !event_pending(db->ev_write, EV_WRITE, NULL)) {
+        log_debug("db %s: send buffer full, waiting for the socket", db->name);
+        event_add(db->ev_write, NULL);
+    }
+    return true;
+}
+
+/* Sends the head of the queue if idle. False when a callback closed the db
+ * (it may be freed); a lost connection is handled and returns true. */
+static bool db_pump(db_t *db)
+{
+    while (db->state == DB_IDLE && db->head) {
+        db_item_t *it = db->head;
+        if (PQsendQueryParams(db->conn, it->sql, it->nparams, NULL, (const char *const *)it->params,
+                              NULL, NULL, 0)) {
+            db->queries_total++;
+            db_set_state(db, DB_BUSY, NULL);
+            if (!db_flush(db))
+                return db_conn_lost(db);
+            return true;
+        }
+        if (PQstatus(db->conn) == CONNECTION_BAD)
+            return db_conn_lost(db);
+        /* Refused locally (for instance a parameter encoding problem): the
+         * query fails with the connection's error message. */
+        db->head = it->next;
+        if (!db->head)
+            db->tail = NULL;
+        db->queue_len--;
+        db->errors_total++;
+        PGresult *res = PQmakeEmptyPGresult(db->conn, PGRES_FATAL_ERROR);
+        db_enter(db);
+        it->cb(db, res, it->arg);
+        PQclear(res);
+        item_free(it);
+        if (!db_leave(db))
+            return false;
+    }
+    return true;
+}
+
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)db_pump(arg);
+}
+
+static bool db_deliver_notifies(db_t *db)
+{
+    PGnotify *n;
+    while (db->conn && (n = PQnotifies(db->conn)) != NULL) {
+        if (db->notify_fn) {
+            db_enter(db);
+            db->notify_fn(db, n->relname, n->extra, db->notify_arg);
+            PQfreemem(n);
+            if (!db_leave(db))
+                return false;
+        } else {
+            PQfreemem(n);
+        }
+    }
+    return true;
+}
+
+/* The in-flight query is complete: pop it and call its callback with the
+ * collected result. Returns false if the callback closed the db. */
+static bool db_complete(db_t *db)
+{
+    db_item_t *it = db->head;
+    db->head = it->next;
+    if (!db->head)
+        db->tail = NULL;
+    db->queue_len--;
+    PGresult *res = db->result;
+    db->result = NULL;
+    if (!res) /* cannot happen for a query; keep the contract of a result */
+        res = PQmakeEmptyPGresult(db->conn, PGRES_FATAL_ERROR);
+    if (!db_ok(res))
+        db->errors_total++;
+    db_set_state(db, DB_IDLE, NULL);
+    db_enter(db);
+    it->cb(db, res, it->arg);
+    PQclear(res);
+    item_free(it);
+    return db_leave(db);
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    db_t *db = arg;
+    if (!PQconsumeInput(db->conn)) {
+        (void)db_conn_lost(db);
+        return;
+    }
+    if (!db_deliver_notifies(db))
+        return;
+    if (db->state == DB_BUSY && event_pending(db->ev_write, EV_WRITE, NULL) && !db_flush(db)) {
+        (void)db_conn_lost(db);
+        return;
+    }
+    while (db->state == DB_BUSY && !PQisBusy(db->conn)) {
+        PGresult *r = PQgetResult(db->conn);
+        if (PQstatus(db->conn) == CONNECTION_BAD) {
+            PQclear(r);
+            (void)db_conn_lost(db);
+            return;
+        }
+        if (r) {
+            /* Keep the first error, otherwise the last result. */
+            if (!db->result || db_ok(db->result)) {
+                PQclear(db->result);
+                db->result = r;
+            } else {
+                PQclear(r);
+            }
+            continue;
+        }
+        if (!db_complete(db))
+            return;
+        if (!db_deliver_notifies(db))
+            return;
+        if (!db_pump(db))
+            return;
+    }
+    (void)db_deliver_notifies(db);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    db_t *db = arg;
+    if (!db_flush(db))
+        (void)db_conn_lost(db);
+}
+
+db_t *db_open(struct event_base *base, const char *name, const char *conninfo)
+{
+    db_t *db = jd_xcalloc(1, sizeof(*db));
+    db->base = base;
+    db->name = jd_xstrdup(name);
+    db->conninfo = jd_xstrdup(conninfo);
+    db->state = DB_BACKOFF; /* "not connected": the first attempt starts below */
+    db->ev_fd = -1;
+    db->backoff_ms = DB_BACKOFF_MIN_MS;
+    db->ev_timer = evtimer_new(base, db_timer_cb, db);
+    db->ev_pump = event_new(base, -1, 0, on_pump, db);
+    db->reg_prev = registry_tail;
+    if (registry_tail)
+        registry_tail->reg_next = db;
+    else
+        registry_head = db;
+    registry_tail = db;
+    db_connect_start(db, "opening");
+    return db;
+}
+
+void db_close(db_t *db)
+{
+    if (db->state == DB_CLOSED)
+        return;
+    db_set_state(db, DB_CLOSED, NULL);
+    evtimer_del(db->ev_timer);
+    event_del(db->ev_pump);
+    db_drop_conn(db);
+    if (db->reg_prev)
+        db->reg_prev->reg_next = db->reg_next;
+    else
+        registry_head = db->reg_next;
+    if (db->reg_next)
+        db->reg_next->reg_prev = db->reg_prev;
+    else
+        registry_tail = db->reg_prev;
+    (void)db_fail_list(db, db_detach_queue(db));
+}
+
+void db_on_connect(db_t *db, db_connect_fn fn, void *arg)
+{
+    db->connect_fn = fn;
+    db->connect_arg = arg;
+}
+
+void db_on_notify(db_t *db, db_notify_fn fn, void *arg)
+{
+    db->notify_fn = fn;
+    db->notify_arg = arg;
+}
+
+bool db_query(db_t *db, const char *sql, int nparams, const char *const *params, db_result_fn cb,
+              void *arg)
+{
+    if (db->state == DB_CLOSED)
+        return false;
+    if (db->queue_len >= DB_MAX_QUEUE) {
+        log_warn("db %s: queue full (%d queries), query refused", db->name, DB_MAX_QUEUE);
+        return false;
+    }
+    if (nparams < 0 || nparams > DB_MAX_PARAMS || (nparams > 0 && !params)) {
+        log_warn("db %s: bad parameter count %d, query refused", db->name, nparams);
+        return false;
+    }
+    db_item_t *it = jd_xcalloc(1, sizeof(*it));
+    it->sql = jd_xstrdup(sql);
+    it->nparams = nparams;
+    it->params = jd_xcalloc((size_t)nparams + 1, sizeof(char *));
+    for (int i = 0; i < nparams; i++)
+        it->params[i] = params[i] ? jd_xstrdup(params[i]) : NULL;
+    it->cb = cb;
+    it->arg = arg;
+    if (db->connect_insert) {
+        /* From the on_connect callback: before what was queued earlier. */
+        it->next = *db->connect_insert;
+        *db->connect_insert = it;
+        db->connect_insert = &it->next;
+        if (!it->next)
+            db->tail = it;
+    } else {
+        if (db->tail)
+            db->tail->next = it;
+        else
+            db->head = it;
+        db->tail = it;
+    }
+    db->queue_len++;
+    /* Sent from the loop, never from here: cb is never called from inside
+     * db_query. */
+    if (db->state == DB_IDLE)
+        event_active(db->ev_pump, EV_TIMEOUT, 0);
+    return true;
+}
+
+db_state_t db_state(const db_t *db)
+{
+    return db->state;
+}
+
+bool db_connected(const db_t *db)
+{
+    return db->state == DB_IDLE || db->state == DB_BUSY;
+}
+
+size_t db_queue_len(const db_t *db)
+{
+    return db->queue_len;
+}
+
+const char *db_name(const db_t *db)
+{
+    return db->name;
+}
+
+bool db_ok(const PGresult *res)
+{
+    if (!res)
+        return false;
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+const char *db_error(const PGresult *res)
+{
+    if (!res)
+        return "connection lost";
+    return PQresultErrorMessage(res);
+}
+
+const char *db_sqlstate(const PGresult *res)
+{
+    const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return s ? s : "";
+}
+
+void db_stats(const db_t *db, db_stats_t *out)
+{
+    out->queries_total = db->queries_total;
+    out->errors_total = db->errors_total;
+    out->reconnects_total = db->reconnects_total;
+    out->queue_len = db->queue_len;
+    out->state = db->state;
+}
+
+void db_foreach(void (*fn)(const db_t *db, void *arg), void *arg)
+{
+    for (db_t *db = registry_head; db; db = db->reg_next)
+        fn(db, arg);
+}
