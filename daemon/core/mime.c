@@ -15,7 +15,7 @@
 /* Limits on what the caller may hand in: everything comes from templates and
  * profiles, so each has a bound and a clear refusal. */
 #define MIME_MAX_HEADER_INPUT 998        /* subject, one display name */
-#define MIME_MAX_URL          2000       /* List-Unsubscribe URL */
+#define MIME_MAX_URL          900        /* List-Unsubscribe URL: one line < 998 */
 #define MIME_MAX_MSGID        250        /* Message-ID without brackets */
 #define MIME_MAX_BODY         (8u << 20) /* each body part, bytes */
 #define MIME_FOLD_COLS        78         /* fold header lines at this width */
@@ -404,7 +404,9 @@ static bool hdr_mailbox(buf_t *b, const char *hname, const char *in, char *err, 
         hdr_token(&h, t.p, t.len);
         free(t.p);
     } else {
-        if (needs_encoding(name)) {
+        /* A quoted-string is one token that cannot fold: a long one goes
+         * out as encoded-words instead. */
+        if (needs_encoding(name) || (!is_atext_phrase(name) && strlen(name) > 60)) {
             hdr_encoded_words(&h, name, " ");
         } else if (is_atext_phrase(name)) {
             hdr_unstructured(&h, name);
