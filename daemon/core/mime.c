@@ -215,18 +215,22 @@ static void hdr_encoded_words(hdr_t *h, const char *s, const char *lead)
 }
 
 /* Whether s must go out as encoded-words rather than as itself: non-ASCII,
- * text a decoder would take for an encoded-word, or a word too long to fold. */
+ * text a decoder would take for an encoded-word, a word too long to fold,
+ * or whitespace that folding could turn into a blank line (a long run, or
+ * whitespace at the end). */
 static bool needs_encoding(const char *s)
 {
     if (!is_ascii(s) || strstr(s, "=?"))
         return true;
-    size_t run = 0;
+    size_t word = 0, space = 0;
     for (; *s; s++) {
-        run = (*s == ' ' || *s == '\t') ? 0 : run + 1;
-        if (run > MIME_FOLD_COLS - 12)
+        bool ws = *s == ' ' || *s == '\t';
+        word = ws ? 0 : word + 1;
+        space = ws ? space + 1 : 0;
+        if (word > MIME_FOLD_COLS - 12 || space > 8)
             return true;
     }
-    return false;
+    return space > 0;
 }
 
 /* Adds unstructured text (Subject): either as itself, split into tokens at

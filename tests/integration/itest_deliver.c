@@ -144,6 +144,7 @@ static bool peer_start(peer_t *p, const char *name, const char *script)
         return false;
     char portfile[300];
     snprintf(portfile, sizeof(portfile), "%s.port", p->dir);
+    fflush(NULL); /* a child must not inherit (and later flush) our buffers */
     p->pid = fork();
     if (p->pid < 0)
         return false;
@@ -182,6 +183,7 @@ static char *python_output(const char *script, const char *a1, const char *a2)
 {
     char path[300];
     snprintf(path, sizeof(path), "%s/py.out", tmp_root);
+    fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
         if (!freopen(path, "w", stdout))
@@ -251,6 +253,7 @@ static bool run_one(struct event_base *base, waiter_t *w, int64_t timeout_ms)
 static void check_outcome(const waiter_t *w, deliver_outcome_t want, int code, const char *label)
 {
     unit_checks++;
+    printf("%s: %s\n", label, w->r.reason);
     if (!w->done || w->r.outcome != want || w->r.code != code || w->calls != 1)
         unit_fail(__FILE__, __LINE__,
                   "%s: done %d calls %d outcome %d (want %d) code %d (want %d): %s", label, w->done,
@@ -566,6 +569,7 @@ static void test_webhook(struct event_base *base, curl_loop_t *loop)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
     snprintf(tmp_root, sizeof(tmp_root), "/tmp/itest_deliver.XXXXXX");
     if (!mkdtemp(tmp_root)) {
         perror("mkdtemp");

@@ -195,6 +195,29 @@ static void test_encoded_words(void)
     if (out)
         check_header(out, "Subject", "Subject: =?UTF-8?B?PT94Pz0=?=");
     free(out);
+
+    /* Whitespace that folding could turn into a blank continuation line (a
+     * long run, or at the end) is carried inside an encoded-word:
+     * base64.b64encode(b"a" + b"\t" * 9 + b"b") and (b"Hello "). */
+    m.subject = "a\t\t\t\t\t\t\t\t\tb";
+    out = build(&m, &len, err, sizeof(err));
+    CHECK(out != NULL);
+    if (out)
+        check_header(out, "Subject", "Subject: =?UTF-8?B?YQkJCQkJCQkJCWI=?=");
+    free(out);
+    m.subject = "Hello ";
+    out = build(&m, &len, err, sizeof(err));
+    CHECK(out != NULL);
+    if (out)
+        check_header(out, "Subject", "Subject: =?UTF-8?B?SGVsbG8g?=");
+    free(out);
+    /* A short run of spaces inside stays as it is. */
+    m.subject = "a  b";
+    out = build(&m, &len, err, sizeof(err));
+    CHECK(out != NULL);
+    if (out)
+        check_header(out, "Subject", "Subject: a  b");
+    free(out);
 }
 
 static void test_folding_ascii(void)
