@@ -11,6 +11,7 @@
 #include "journeyd/common.h"
 
 struct event_base;
+struct sockaddr;
 
 typedef struct curl_loop curl_loop_t;
 
@@ -31,10 +32,18 @@ typedef struct deliver_result {
 /* Called exactly once per accepted send, from the event loop. */
 typedef void (*deliver_fn)(const deliver_result_t *r, void *arg);
 
+/* A multi handle driven by base: at most 64 idle connections kept alive and
+ * at most 8 at a time to one host (further sends to it wait their turn).
+ * Never returns NULL (aborts when libcurl cannot start). */
 curl_loop_t *curl_loop_new(struct event_base *base);
-/* Aborts what is in flight: their callbacks run with DELIVER_RETRY "shutdown". */
+/* Aborts what is in flight: their callbacks run with DELIVER_RETRY "shutdown".
+ * Must not be called from a deliver callback. NULL is a no-op. */
 void curl_loop_free(curl_loop_t *loop);
+/* Sends accepted and not yet reported through their callback. */
 size_t curl_loop_in_flight(const curl_loop_t *loop);
+
+/* Callbacks run from the event loop after libcurl has returned, never from
+ * inside libcurl: a callback may start new sends on the same loop. */
 
 typedef struct smtp_job {
     const char *url;      /* smtp://host:port or smtps://host:port */
@@ -44,12 +53,24 @@ typedef struct smtp_job {
     const char *rcpt_to;   /* bare address */
     const char *message;   /* full RFC 5322 message with CRLF line ends */
     size_t message_len;
-    int64_t timeout_ms;
+    int64_t timeout_ms; /* whole send; <= 0: 60 s */
+    /* smtp://: with false, STARTTLS is used when the server offers it and the
+     * message goes in clear otherwise (CURLUSESSL_TRY, so a local catcher
+     * without TLS works); with true, no STARTTLS means no send (RETRY).
+     * smtps:// is TLS from the first byte either way. */
+    bool require_tls;
 } smtp_job_t;
 
-/* Copies everything it needs from job. Returns false (callback never called)
+/* Outcome: the last SMTP reply decides: 2xx OK, 4xx RETRY, 5xx FAIL; no
+ * reply (refused, reset, timeout) RETRY; a malformed URL FAIL. AUTH is used
+ * when username is set. The message is at most DELIVER_MAX_MESSAGE bytes.
+ * Copies everything it needs from job. Returns false (callback never called)
  * only on a broken argument, with the reason logged. */
 JD_WARN_UNUSED bool smtp_send(curl_loop_t *loop, const smtp_job_t *job, deliver_fn fn, void *arg);
+
+#define DELIVER_MAX_MESSAGE (32u << 20)
+#define DELIVER_MAX_BODY    (8u << 20)
+#define DELIVER_MAX_HEADERS 64
 
 typedef struct webhook_job {
     const char *url;
@@ -64,7 +85,24 @@ typedef struct webhook_job {
     bool allow_private; /* false: only https to public addresses (SSRF guard) */
 } webhook_job_t;
 
+/* POSTs body as application/json with webhook-id, webhook-timestamp,
+ * webhook-signature (when secret is set) and User-Agent journeyd/VERSION.
+ * Outcome: 2xx OK; 410 GONE; 408, 429 and 5xx RETRY (retry_after_ms from
+ * Retry-After, seconds or HTTP date); 3xx FAIL (redirects are not followed);
+ * other 4xx FAIL; no response (refused, reset, timeout) RETRY. With
+ * allow_private false only https URLs are accepted and every address
+ * connected to is checked (deliver_address_blocked): a refused one is FAIL
+ * "blocked address ...". Environment proxies are not used then either.
+ * Returns false (callback never called) only on a broken argument: a NULL or
+ * over-long field, a header line with CR/LF or no colon, a bad secret. */
 JD_WARN_UNUSED bool webhook_send(curl_loop_t *loop, const webhook_job_t *job, deliver_fn fn,
                                  void *arg);
+
+/* The SSRF guard's rule: true when sa is an address a webhook must not reach
+ * (loopback, private, CGNAT, link-local incl. 169.254.169.254, unspecified,
+ * multicast, reserved, and IPv6 forms embedding such an IPv4 address:
+ * IPv4-mapped, IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16). Unknown
+ * families are blocked. text (may be NULL) receives the address as text. */
+bool deliver_address_blocked(const struct sockaddr *sa, char *text, size_t text_size);
 
 #endif
