@@ -23,6 +23,8 @@ import csv
 import ctypes
 import email
 import email.policy
+import hashlib
+import hmac
 import http.client
 import io
 import itertools
@@ -32,6 +34,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -202,6 +205,36 @@ def wait_port_file(path, proc, log_path, timeout=10.0, what="process"):
             raise HarnessError(f"{what} wrote no port file within {timeout:g} s\n"
                                f"--- log tail ---\n{tail(log_path)}")
         time.sleep(0.02)
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (another process may take it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def webhook_signature_valid(headers, body, secret=WEBHOOK_SECRET):
+    """Checks a Standard Webhooks signature: headers (dict-like, lower-case names
+    as the HTTP sink records them) carry webhook-id, webhook-timestamp and
+    webhook-signature ("v1,<base64>" entries separated by spaces); the HMAC-
+    SHA256 key is the base64 part of secret ("whsec_..."), the signed content
+    "<id>.<timestamp>.<body>". True if any v1 entry matches."""
+    msg_id = headers.get("webhook-id")
+    stamp = headers.get("webhook-timestamp")
+    sigs = headers.get("webhook-signature")
+    if not (msg_id and stamp and sigs):
+        return False
+    key = base64.b64decode(secret[len("whsec_"):] if secret.startswith("whsec_") else secret)
+    if isinstance(body, str):
+        body = body.encode()
+    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body,
+                                         hashlib.sha256).digest()).decode()
+    for entry in sigs.split():
+        version, _, sig = entry.partition(",")
+        if version == "v1" and hmac.compare_digest(sig, expected):
+            return True
+    return False
 
 
 def _atomic_write(path, data):
@@ -625,11 +658,14 @@ class Journeyd:
     (webhook to <http>/crm). connectors: more or replacing connectors.
     extra: dict deep-merged into the config, or YAML text appended (top-level
     keys not otherwise present). env: extra environment variables.
+    port: 0 (any free port, public_url then ends in ":0") or a fixed port
+    (e.g. free_port()) when a test needs public_url to be reachable, such as
+    tracking links.
     """
 
     def __init__(self, conninfo, *, journeys=None, smtp=None, http=None, connectors=None,
                  extra=None, sources=None, admin_keys=None, log_level="debug", env=None,
-                 binary=None, tmpdir=None, ready_timeout=20.0):
+                 binary=None, tmpdir=None, ready_timeout=20.0, port=0):
         self.conninfo = conninfo
         self.binary = binary or journeyd_binary()
         self._own_tmp = tmpdir is None
@@ -656,10 +692,10 @@ class Journeyd:
             self.journeys_dir = os.path.abspath(journeys)
 
         cfg = {
-            "listen": {"address": "127.0.0.1", "port": 0, "port_file": self.port_file},
+            "listen": {"address": "127.0.0.1", "port": port, "port_file": self.port_file},
             "database": {"conninfo": conninfo},
             "journeys": self.journeys_dir,
-            "public_url": "http://127.0.0.1:0",
+            "public_url": f"http://127.0.0.1:{port}",
             "log": {"level": log_level},
             "sources": sources if sources is not None else [
                 {"name": "website", "write_keys": [WRITE_KEY], "origins": [ORIGIN]}],

@@ -10,10 +10,8 @@ import errno
 import http.client
 import json
 import os
-import re
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,12 +27,6 @@ import harness  # noqa: E402
 def send(port, raw, to=("b@y.example",), sender="a@x.example"):
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
         return s.sendmail(sender, list(to), raw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SmtpSinkTest(unittest.TestCase):
@@ -119,7 +111,7 @@ class SmtpSinkTest(unittest.TestCase):
     def test_fixed_port_prints_address_and_stops_on_signals(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
             with self.subTest(sig=sig), tempfile.TemporaryDirectory() as d:
-                port = free_port()
+                port = harness.free_port()
                 proc = subprocess.Popen(
                     [harness.PYTHON, os.path.join(harness.PEERS_DIR, "smtp_sink.py"),
                      "--port", str(port), "--dir", d], stdout=subprocess.PIPE)
@@ -250,6 +242,23 @@ class HttpSinkTest(unittest.TestCase):
         (r,) = self.sink.wait_for(1)
         self.assertEqual(r["body_bytes"], b"abcd")
         self.assertEqual(r["headers"]["transfer-encoding"], "chunked")
+
+    def test_webhook_signature_check(self):
+        # The example of the Standard Webhooks specification.
+        secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        headers = {"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
+                   "webhook-signature": "v1,bm9ldHRoZXNpZ25hdHVyZQ== "
+                                        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}
+        body = b'{"test": 2432232314}'
+        self.assertTrue(harness.webhook_signature_valid(headers, body, secret))
+        self.assertFalse(harness.webhook_signature_valid(headers, body + b" ", secret))
+        self.assertFalse(harness.webhook_signature_valid(dict(headers, **{"webhook-timestamp": "1"}),
+                                                         body, secret))
+        # Through the sink: the recorded headers and bytes are what was signed.
+        self.request("POST", "/crm", body, headers)
+        (r,) = self.sink.wait_for(1)
+        self.assertTrue(harness.webhook_signature_valid(r["headers"], r["body_bytes"], secret))
+        self.assertFalse(harness.webhook_signature_valid(r["headers"], r["body_bytes"]))
 
     def test_invalid_mode_is_refused(self):
         status, _, body = self.request("POST", "/_mode", b'{"status": "x"}')
@@ -461,9 +470,11 @@ class HarnessJourneydTest(unittest.TestCase):
         self.assertTrue(cfg["connectors"]["crm"]["secret"].startswith("whsec_"))
         with open(os.path.join(cfg["journeys"], "welcome.yaml")) as f:
             self.assertEqual(f.read(), "name: welcome\n")
-        j2 = self.daemon(extra="http:\n  max_body: 1000\n")
+        j2 = self.daemon(extra="http:\n  max_body: 1000\n", port=8123)
         with open(j2.config_path) as f:
             self.assertTrue(f.read().endswith("\nhttp:\n  max_body: 1000\n"))
+        self.assertEqual(j2.config["listen"]["port"], 8123)
+        self.assertEqual(j2.config["public_url"], "http://127.0.0.1:8123")
 
     def test_start_request_restart_and_stop(self):
         j = self.daemon()
