@@ -1,0 +1,872 @@
+/* Daemon configuration: YAML file -> validated config_t, driven by key tables. */
+#include "journeyd/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "journeyd/node.h"
+#include "journeyd/xmalloc.h"
+#include "journeyd/yaml.h"
+
+#define CONFIG_MAX_BYTES    (1024 * 1024)
+#define SECRET_MAX_BYTES    4096
+#define KEY_MIN_LEN         8
+#define NAME_MAX_LEN        64
+#define TABLE_MAX_KEYS      32
+#define DEFAULT_PORT        8080
+#define DEFAULT_CONCURRENCY 16
+
+/* What a list of keys is for; write keys must not double as admin/read keys. */
+typedef enum key_kind { KEYS_NONE, KEYS_WRITE, KEYS_ADMIN, KEYS_READ } key_kind_t;
+
+/* One key seen while loading, remembered for the checks across sections. */
+typedef struct key_use {
+    const char *key;     /* borrowed from the config being built */
+    const node_t *where; /* the inline key, or the path of its file */
+    key_kind_t kind;
+    const char *source; /* write keys: the source's name (may be NULL) */
+} key_use_t;
+
+typedef struct ctx {
+    config_t *cfg;
+    diag_t *d;
+    char *config_dir;      /* folder of the config file */
+    const char *creds_dir; /* $CREDENTIALS_DIRECTORY, or NULL */
+    key_use_t *uses;
+    size_t n_uses;
+} ctx_t;
+
+typedef enum field_type {
+    F_STR,         /* char * */
+    F_PATH,        /* char *, relative paths resolved against the config's folder */
+    F_UINT,        /* unsigned, in [min, max] */
+    F_DURATION,    /* int64_t milliseconds, in [min, max] */
+    F_SIZE,        /* uint64_t bytes, in [min, max] */
+    F_BOOL,        /* bool */
+    F_LOG_LEVEL,   /* log_level_t */
+    F_SECTION,     /* a nested map whose fields live in the same struct */
+    F_STR_LIST,    /* char ** + size_t count */
+    F_SECRET,      /* char *, read from the file the value names */
+    F_SECRET_LIST, /* char ** + size_t count, each read from a file */
+    F_CUSTOM,      /* handled by a function */
+    F_IGNORE,      /* read by the caller (a connector's type) */
+} field_type_t;
+
+typedef struct field field_t;
+typedef bool (*field_fn)(ctx_t *c, const node_t *value, void *base);
+typedef bool (*string_check_fn)(ctx_t *c, const node_t *where, const char *value);
+
+struct field {
+    const char *key;
+    field_type_t type;
+    size_t off;       /* offset of the target in the struct */
+    size_t off_count; /* lists: offset of the size_t count */
+    bool required;
+    int64_t min, max;      /* numbers (durations in ms, sizes in bytes) */
+    const char *alt;       /* another key for the same value: at most one of the two */
+    const field_t *sub;    /* F_SECTION */
+    field_fn custom;       /* F_CUSTOM */
+    string_check_fn check; /* strings and list items: extra validation */
+    key_kind_t keys;       /* lists of keys: what they are for */
+};
+
+#define AT(type, member) offsetof(type, member)
+#define FIELD_END                                                                                  \
+    {                                                                                              \
+        .key = NULL                                                                                \
+    }
+
+/* ---- small helpers ---- */
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir);
+    if (name[0] == '/')
+        return jd_xstrdup(name);
+    return jd_xasprintf("%s%s%s", dir, n > 0 && dir[n - 1] == '/' ? "" : "/", name);
+}
+
+static bool is_name_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || ch == '-' || ch == '.';
+}
+
+/* Names of sources and connectors end up in metrics labels, logs and rows. */
+static bool check_name(ctx_t *c, const node_t *where, const char *name)
+{
+    size_t len = strlen(name);
+    bool ok = len > 0 && len <= NAME_MAX_LEN;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = is_name_char(name[i]);
+    if (!ok)
+        node_error(c->d, where, "invalid name '%s' (1 to %d letters, digits, '_', '-' or '.')",
+                   name, NAME_MAX_LEN);
+    return ok;
+}
+
+/* scheme://host[...] with one of the given schemes (NULL-terminated). */
+static bool has_scheme(const char *url, const char *const *schemes)
+{
+    for (size_t i = 0; schemes[i]; i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncasecmp(url, schemes[i], n) == 0 && strncmp(url + n, "://", 3) == 0 &&
+            url[n + 3] != '\0' && url[n + 3] != '/')
+            return true;
+    }
+    return false;
+}
+
+static bool check_http_url(ctx_t *c, const node_t *where, const char *value)
+{
+    static const char *const schemes[] = {"http", "https", NULL};
+    if (has_scheme(value, schemes))
+        return true;
+    node_error(c->d, where, "expected an http:// or https:// URL, found '%s'", value);
+    return false;
+}
+
+static bool check_smtp_url(ctx_t *c, const node_t *where, const char *value)
+{
+    static const char *const schemes[] = {"smtp", "smtps", NULL};
+    if (has_scheme(value, schemes))
+        return true;
+    node_error(c->d, where, "expected an smtp:// or smtps:// URL, found '%s'", value);
+    return false;
+}
+
+static bool check_origin(ctx_t *c, const node_t *where, const char *value)
+{
+    if (strcmp(value, "*") == 0)
+        return true;
+    static const char *const schemes[] = {"http", "https", NULL};
+    const char *host = strstr(value, "://");
+    if (has_scheme(value, schemes) && host && !strchr(host + 3, '/'))
+        return true;
+    node_error(c->d, where,
+               "expected an origin such as https://shop.example (no path) or '*', found '%s'",
+               value);
+    return false;
+}
+
+static bool check_address(ctx_t *c, const node_t *where, const char *value)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (strcmp(value, "localhost") == 0 || inet_pton(AF_INET, value, buf) == 1 ||
+        inet_pton(AF_INET6, value, buf) == 1)
+        return true;
+    node_error(c->d, where, "expected an IPv4 or IPv6 address, found '%s'", value);
+    return false;
+}
+
+static bool check_from(ctx_t *c, const node_t *where, const char *value)
+{
+    const char *at = strchr(value, '@');
+    if (at && at != value && at[1] != '\0' && !strpbrk(value, "\r\n"))
+        return true;
+    node_error(c->d, where, "expected an address such as 'Shop <hi@shop.example>', found '%s'",
+               value);
+    return false;
+}
+
+/* A string value: a non-empty scalar without NUL bytes. NULL (reported) otherwise. */
+static const char *get_string(ctx_t *c, const node_t *n)
+{
+    if (!node_expect(n, NODE_SCALAR, c->d))
+        return NULL;
+    if (node_is_null(n) || n->len == 0) {
+        node_error(c->d, n, "expected a value, found nothing");
+        return NULL;
+    }
+    if (strlen(n->str) != n->len) {
+        node_error(c->d, n, "NUL bytes are not allowed");
+        return NULL;
+    }
+    return n->str;
+}
+
+/* Resolves a secret file's path: absolute as is; relative ones in
+ * $CREDENTIALS_DIRECTORY when the file is there, else next to the config. */
+static char *secret_path(const ctx_t *c, const char *name)
+{
+    if (name[0] != '/' && c->creds_dir) {
+        char *p = path_join(c->creds_dir, name);
+        if (access(p, F_OK) == 0)
+            return p;
+        free(p);
+    }
+    return path_join(c->config_dir, name);
+}
+
+/* Reads the secret named by the scalar where; trailing newlines dropped.
+ * Returns a malloc'd string, or NULL after reporting at where. */
+static char *read_secret(ctx_t *c, const node_t *where)
+{
+    const char *name = get_string(c, where);
+    if (!name)
+        return NULL;
+    char *path = secret_path(c, name);
+    char *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        node_error(c->d, where, "cannot read secret file '%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        node_error(c->d, where, "secret file '%s' is not a regular file", path);
+        goto fail;
+    }
+    buf = jd_xmalloc(SECRET_MAX_BYTES + 2);
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + len, SECRET_MAX_BYTES + 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            node_error(c->d, where, "cannot read secret file '%s': %s", path, strerror(errno));
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len > SECRET_MAX_BYTES) {
+            node_error(c->d, where, "secret file '%s' is larger than %d bytes", path,
+                       SECRET_MAX_BYTES);
+            goto fail;
+        }
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len--;
+    buf[len] = '\0';
+    if (len == 0) {
+        node_error(c->d, where, "secret file '%s' is empty", path);
+        goto fail;
+    }
+    if (strlen(buf) != len) {
+        node_error(c->d, where, "secret file '%s' contains a NUL byte", path);
+        goto fail;
+    }
+    close(fd);
+    free(path);
+    return buf;
+
+fail:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    free(path);
+    return NULL;
+}
+
+/* Keys go into HTTP headers: at least KEY_MIN_LEN visible ASCII characters. */
+static bool check_key(ctx_t *c, const node_t *where, const char *key, bool from_file)
+{
+    size_t len = strlen(key);
+    bool printable = true;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f)
+            printable = false;
+    if (len < KEY_MIN_LEN) {
+        node_error(c->d, where, "%s is shorter than %d characters",
+                   from_file ? "the key in this file" : "key", KEY_MIN_LEN);
+        return false;
+    }
+    if (!printable) {
+        node_error(c->d, where, "%s must be printable ASCII without spaces",
+                   from_file ? "the key in this file" : "key");
+        return false;
+    }
+    return true;
+}
+
+static void list_append(void *base, const field_t *f, char *value)
+{
+    char ***list = (char ***)((char *)base + f->off);
+    size_t *count = (size_t *)((char *)base + f->off_count);
+    *list = jd_xrealloc(*list, (*count + 1) * sizeof(**list));
+    (*list)[(*count)++] = value;
+}
+
+static void remember_key(ctx_t *c, const field_t *f, void *base, const char *key,
+                         const node_t *where)
+{
+    c->uses = jd_xrealloc(c->uses, (c->n_uses + 1) * sizeof(*c->uses));
+    key_use_t *u = &c->uses[c->n_uses++];
+    u->key = key;
+    u->where = where;
+    u->kind = f->keys;
+    u->source = f->keys == KEYS_WRITE ? ((const config_source_t *)base)->name : NULL;
+}
+
+/* ---- the table walker ---- */
+
+static bool apply_table(ctx_t *c, const field_t *table, const node_t *map, void *base);
+
+static bool apply_list(ctx_t *c, const field_t *f, const node_t *v, void *base)
+{
+    if (!node_expect(v, NODE_SEQ, c->d))
+        return false;
+    bool ok = true;
+    for (size_t i = 0; i < v->count; i++) {
+        const node_t *item = v->items[i];
+        char *value = NULL;
+        if (f->type == F_SECRET_LIST) {
+            value = read_secret(c, item);
+        } else {
+            const char *s = get_string(c, item);
+            value = s ? jd_xstrdup(s) : NULL;
+        }
+        if (value && f->check && !f->check(c, item, value)) {
+            free(value);
+            value = NULL;
+        }
+        if (value && f->keys != KEYS_NONE && !check_key(c, item, value, f->type == F_SECRET_LIST)) {
+            free(value);
+            value = NULL;
+        }
+        if (!value) {
+            ok = false;
+            continue;
+        }
+        list_append(base, f, value);
+        if (f->keys != KEYS_NONE)
+            remember_key(c, f, base, value, item);
+    }
+    return ok;
+}
+
+static bool apply_field(ctx_t *c, const field_t *f, const node_t *v, void *base)
+{
+    void *target = (char *)base + f->off;
+    switch (f->type) {
+    case F_STR:
+    case F_PATH:
+    case F_SECRET: {
+        char *value = NULL;
+        if (f->type == F_SECRET) {
+            value = read_secret(c, v);
+        } else {
+            const char *s = get_string(c, v);
+            if (s)
+                value = f->type == F_PATH ? path_join(c->config_dir, s) : jd_xstrdup(s);
+        }
+        if (!value)
+            return false;
+        if (f->check && !f->check(c, v, value)) {
+            free(value);
+            return false;
+        }
+        char **slot = target;
+        free(*slot);
+        *slot = value;
+        return true;
+    }
+    case F_UINT: {
+        int64_t n;
+        if (!node_to_int(v, f->min, f->max, &n, c->d))
+            return false;
+        *(unsigned *)target = (unsigned)n;
+        return true;
+    }
+    case F_DURATION: {
+        int64_t ms;
+        if (!node_to_duration_ms(v, &ms, c->d))
+            return false;
+        if (ms < f->min || ms > f->max) {
+            node_error(c->d, v, "'%s' must be between %lld ms and %lld ms", v->str,
+                       (long long)f->min, (long long)f->max);
+            return false;
+        }
+        *(int64_t *)target = ms;
+        return true;
+    }
+    case F_SIZE: {
+        uint64_t bytes;
+        if (!node_to_size(v, &bytes, c->d))
+            return false;
+        if (bytes < (uint64_t)f->min || bytes > (uint64_t)f->max) {
+            node_error(c->d, v, "'%s' must be between %lld and %lld bytes", v->str,
+                       (long long)f->min, (long long)f->max);
+            return false;
+        }
+        *(uint64_t *)target = bytes;
+        return true;
+    }
+    case F_BOOL:
+        return node_to_bool(v, (bool *)target, c->d);
+    case F_LOG_LEVEL: {
+        const char *s = get_string(c, v);
+        if (!s)
+            return false;
+        if (!log_level_parse(s, (log_level_t *)target)) {
+            node_error(c->d, v, "unknown log level '%s' (error, warn, info or debug)", s);
+            return false;
+        }
+        return true;
+    }
+    case F_SECTION:
+        return apply_table(c, f->sub, v, base);
+    case F_STR_LIST:
+    case F_SECRET_LIST:
+        return apply_list(c, f, v, base);
+    case F_CUSTOM:
+        return f->custom(c, v, base);
+    case F_IGNORE:
+        return true;
+    }
+    return false;
+}
+
+/* Applies table to map: unknown keys, then each known key in table order. */
+static bool apply_table(ctx_t *c, const field_t *table, const node_t *map, void *base)
+{
+    if (!node_expect(map, NODE_MAP, c->d))
+        return false;
+    const char *allowed[TABLE_MAX_KEYS + 1];
+    size_t n = 0;
+    for (const field_t *f = table; f->key && n < TABLE_MAX_KEYS; f++)
+        allowed[n++] = f->key;
+    allowed[n] = NULL;
+    bool ok = node_check_keys(map, allowed, c->d);
+    for (const field_t *f = table; f->key; f++) {
+        const node_t *v = node_get(map, f->key);
+        const node_t *alt = f->alt ? node_get(map, f->alt) : NULL;
+        if (!v) {
+            if (f->required && !alt) {
+                node_error(c->d, map, "missing required key '%s'", f->key);
+                ok = false;
+            }
+            continue;
+        }
+        if (alt) {
+            /* Only the later key of such a pair names the other in .alt. */
+            node_error(c->d, v, "give either '%s' or '%s', not both", f->alt, f->key);
+            ok = false;
+            continue;
+        }
+        if (!apply_field(c, f, v, base))
+            ok = false;
+    }
+    return ok;
+}
+
+/* ---- sections ---- */
+
+static const field_t listen_fields[] = {
+    {.key = "address", .type = F_STR, .off = AT(config_t, listen_address), .check = check_address},
+    {.key = "port", .type = F_UINT, .off = AT(config_t, listen_port), .min = 0, .max = 65535},
+    {.key = "port_file", .type = F_PATH, .off = AT(config_t, port_file)},
+    FIELD_END,
+};
+
+static const field_t http_fields[] = {
+    {.key = "max_body",
+     .type = F_SIZE,
+     .off = AT(config_t, http_max_body),
+     .min = 1024,
+     .max = 64 * 1024 * 1024},
+    {.key = "max_headers",
+     .type = F_SIZE,
+     .off = AT(config_t, http_max_headers),
+     .min = 1024,
+     .max = 1024 * 1024},
+    {.key = "timeout",
+     .type = F_DURATION,
+     .off = AT(config_t, http_timeout_ms),
+     .min = 100,
+     .max = 3600 * 1000},
+    {.key = "max_connections",
+     .type = F_UINT,
+     .off = AT(config_t, http_max_connections),
+     .min = 1,
+     .max = 1000000},
+    FIELD_END,
+};
+
+static const field_t database_fields[] = {
+    {.key = "conninfo", .type = F_STR, .off = AT(config_t, db_conninfo), .required = true},
+    FIELD_END,
+};
+
+static const field_t log_fields[] = {
+    {.key = "level", .type = F_LOG_LEVEL, .off = AT(config_t, log_level)},
+    FIELD_END,
+};
+
+static const field_t ingest_fields[] = {
+    {.key = "flush_interval",
+     .type = F_DURATION,
+     .off = AT(config_t, ingest_flush_ms),
+     .min = 1,
+     .max = 10000},
+    {.key = "batch_rows",
+     .type = F_UINT,
+     .off = AT(config_t, ingest_batch_rows),
+     .min = 1,
+     .max = 100000},
+    {.key = "queue_max",
+     .type = F_UINT,
+     .off = AT(config_t, ingest_queue_max),
+     .min = 1,
+     .max = 10000000},
+    FIELD_END,
+};
+
+static const field_t source_fields[] = {
+    {.key = "name",
+     .type = F_STR,
+     .off = AT(config_source_t, name),
+     .required = true,
+     .check = check_name},
+    {.key = "write_keys",
+     .type = F_STR_LIST,
+     .off = AT(config_source_t, write_keys),
+     .off_count = AT(config_source_t, n_write_keys),
+     .keys = KEYS_WRITE},
+    {.key = "write_key_files",
+     .type = F_SECRET_LIST,
+     .off = AT(config_source_t, write_keys),
+     .off_count = AT(config_source_t, n_write_keys),
+     .keys = KEYS_WRITE},
+    {.key = "origins",
+     .type = F_STR_LIST,
+     .off = AT(config_source_t, origins),
+     .off_count = AT(config_source_t, n_origins),
+     .check = check_origin},
+    FIELD_END,
+};
+
+static const field_t email_fields[] = {
+    {.key = "type", .type = F_IGNORE},
+    {.key = "url",
+     .type = F_STR,
+     .off = AT(config_connector_t, url),
+     .required = true,
+     .check = check_smtp_url},
+    {.key = "from",
+     .type = F_STR,
+     .off = AT(config_connector_t, from),
+     .required = true,
+     .check = check_from},
+    {.key = "username", .type = F_STR, .off = AT(config_connector_t, username)},
+    {.key = "password", .type = F_STR, .off = AT(config_connector_t, password)},
+    {.key = "password_file",
+     .type = F_SECRET,
+     .off = AT(config_connector_t, password),
+     .alt = "password"},
+    {.key = "timeout",
+     .type = F_DURATION,
+     .off = AT(config_connector_t, timeout_ms),
+     .min = 100,
+     .max = 3600 * 1000},
+    {.key = "max_concurrency",
+     .type = F_UINT,
+     .off = AT(config_connector_t, max_concurrency),
+     .min = 1,
+     .max = 10000},
+    FIELD_END,
+};
+
+static const field_t webhook_fields[] = {
+    {.key = "type", .type = F_IGNORE},
+    {.key = "url",
+     .type = F_STR,
+     .off = AT(config_connector_t, url),
+     .required = true,
+     .check = check_http_url},
+    {.key = "secret", .type = F_STR, .off = AT(config_connector_t, secret)},
+    {.key = "secret_file",
+     .type = F_SECRET,
+     .off = AT(config_connector_t, secret),
+     .alt = "secret"},
+    {.key = "allow_private", .type = F_BOOL, .off = AT(config_connector_t, allow_private)},
+    {.key = "timeout",
+     .type = F_DURATION,
+     .off = AT(config_connector_t, timeout_ms),
+     .min = 100,
+     .max = 3600 * 1000},
+    {.key = "max_concurrency",
+     .type = F_UINT,
+     .off = AT(config_connector_t, max_concurrency),
+     .min = 1,
+     .max = 10000},
+    FIELD_END,
+};
+
+static bool parse_sources(ctx_t *c, const node_t *v, void *base)
+{
+    config_t *cfg = base;
+    if (!node_expect(v, NODE_SEQ, c->d))
+        return false;
+    if (v->count == 0) {
+        node_error(c->d, v, "at least one source is required");
+        return false;
+    }
+    bool ok = true;
+    cfg->sources = jd_xcalloc(v->count, sizeof(*cfg->sources));
+    for (size_t i = 0; i < v->count; i++) {
+        const node_t *item = v->items[i];
+        config_source_t *s = &cfg->sources[cfg->n_sources++];
+        if (!apply_table(c, source_fields, item, s)) {
+            ok = false;
+            continue;
+        }
+        if (s->n_write_keys == 0) {
+            node_error(c->d, item,
+                       "source '%s' has no write key (give write_keys or write_key_files)",
+                       s->name);
+            ok = false;
+        }
+        for (size_t j = 0; j < i; j++) {
+            const config_source_t *other = &cfg->sources[j];
+            if (other->name && strcmp(other->name, s->name) == 0) {
+                const node_t *name = node_get(item, "name");
+                node_error(c->d, name, "duplicate source name '%s' (first at line %u)", s->name,
+                           node_get(v->items[j], "name")->line);
+                ok = false;
+            }
+        }
+    }
+    return ok;
+}
+
+static bool parse_connectors(ctx_t *c, const node_t *v, void *base)
+{
+    config_t *cfg = base;
+    if (!node_expect(v, NODE_MAP, c->d))
+        return false;
+    bool ok = true;
+    cfg->connectors = jd_xcalloc(v->count ? v->count : 1, sizeof(*cfg->connectors));
+    for (size_t i = 0; i < v->count; i++) {
+        const node_t *key = v->pairs[i].key, *settings = v->pairs[i].value;
+        if (!check_name(c, key, key->str)) {
+            ok = false;
+            continue;
+        }
+        bool dup = false;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(v->pairs[j].key->str, key->str) == 0) {
+                node_error(c->d, key, "duplicate connector '%s' (first at line %u)", key->str,
+                           v->pairs[j].key->line);
+                dup = true;
+            }
+        if (dup || !node_expect(settings, NODE_MAP, c->d)) {
+            ok = false;
+            continue;
+        }
+        const node_t *type = node_get(settings, "type");
+        const field_t *table;
+        config_connector_t *conn = &cfg->connectors[cfg->n_connectors++];
+        conn->name = jd_xstrdup(key->str);
+        conn->max_concurrency = DEFAULT_CONCURRENCY;
+        if (!type) {
+            node_error(c->d, settings, "missing required key 'type' (email or webhook)");
+            ok = false;
+            continue;
+        }
+        if (type->kind == NODE_SCALAR && strcmp(type->str, "email") == 0) {
+            conn->type = CONNECTOR_EMAIL;
+            conn->timeout_ms = 30000;
+            table = email_fields;
+        } else if (type->kind == NODE_SCALAR && strcmp(type->str, "webhook") == 0) {
+            conn->type = CONNECTOR_WEBHOOK;
+            conn->timeout_ms = 15000;
+            table = webhook_fields;
+        } else {
+            node_error(c->d, type, "unknown connector type '%s' (email or webhook)",
+                       type->kind == NODE_SCALAR ? type->str : "?");
+            ok = false;
+            continue;
+        }
+        if (!apply_table(c, table, settings, conn)) {
+            ok = false;
+            continue;
+        }
+        if (conn->type == CONNECTOR_EMAIL && (conn->username != NULL) != (conn->password != NULL)) {
+            node_error(c->d, settings,
+                       "connector '%s': give both username and password, or neither", conn->name);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+static const field_t top_fields[] = {
+    {.key = "listen", .type = F_SECTION, .sub = listen_fields},
+    {.key = "http", .type = F_SECTION, .sub = http_fields},
+    {.key = "database", .type = F_SECTION, .sub = database_fields, .required = true},
+    {.key = "journeys", .type = F_PATH, .off = AT(config_t, journeys_dir)},
+    {.key = "public_url", .type = F_STR, .off = AT(config_t, public_url), .check = check_http_url},
+    {.key = "log", .type = F_SECTION, .sub = log_fields},
+    {.key = "ingest", .type = F_SECTION, .sub = ingest_fields},
+    {.key = "sources", .type = F_CUSTOM, .custom = parse_sources, .required = true},
+    {.key = "admin_keys",
+     .type = F_STR_LIST,
+     .off = AT(config_t, admin_keys),
+     .off_count = AT(config_t, n_admin_keys),
+     .keys = KEYS_ADMIN},
+    {.key = "admin_key_files",
+     .type = F_SECRET_LIST,
+     .off = AT(config_t, admin_keys),
+     .off_count = AT(config_t, n_admin_keys),
+     .keys = KEYS_ADMIN},
+    {.key = "read_keys",
+     .type = F_STR_LIST,
+     .off = AT(config_t, read_keys),
+     .off_count = AT(config_t, n_read_keys),
+     .keys = KEYS_READ},
+    {.key = "read_key_files",
+     .type = F_SECRET_LIST,
+     .off = AT(config_t, read_keys),
+     .off_count = AT(config_t, n_read_keys),
+     .keys = KEYS_READ},
+    {.key = "connectors", .type = F_CUSTOM, .custom = parse_connectors},
+    FIELD_END,
+};
+
+/* A write key identifies its source, so it may appear in one source only and
+ * never as an admin or read key. */
+static bool check_key_uses(ctx_t *c)
+{
+    bool ok = true;
+    for (size_t i = 0; i < c->n_uses; i++) {
+        const key_use_t *u = &c->uses[i];
+        for (size_t j = 0; j < i; j++) {
+            const key_use_t *first = &c->uses[j];
+            if (strcmp(u->key, first->key) != 0)
+                continue;
+            if (u->kind == KEYS_WRITE && first->kind == KEYS_WRITE) {
+                if (u->source && first->source && strcmp(u->source, first->source) != 0) {
+                    node_error(c->d, u->where,
+                               "this write key is already used by source '%s' (line %u)",
+                               first->source, first->where->line);
+                    ok = false;
+                }
+            } else if (u->kind == KEYS_WRITE || first->kind == KEYS_WRITE) {
+                node_error(c->d, u->where,
+                           "a key may not be both a write key and an admin or read key (also "
+                           "at line %u)",
+                           first->where->line);
+                ok = false;
+            }
+        }
+    }
+    return ok;
+}
+
+static void set_defaults(config_t *cfg)
+{
+    cfg->listen_port = DEFAULT_PORT;
+    cfg->http_max_body = 512 * 1024;
+    cfg->http_max_headers = 16 * 1024;
+    cfg->http_timeout_ms = 30000;
+    cfg->http_max_connections = 1024;
+    cfg->log_level = LOG_LVL_INFO;
+    cfg->ingest_flush_ms = 5;
+    cfg->ingest_batch_rows = 500;
+    cfg->ingest_queue_max = 20000;
+}
+
+/* Defaults that depend on other values, filled once everything parsed. */
+static void set_derived(ctx_t *c, config_t *cfg)
+{
+    if (!cfg->listen_address)
+        cfg->listen_address = jd_xstrdup("127.0.0.1");
+    if (!cfg->journeys_dir)
+        cfg->journeys_dir = path_join(c->config_dir, "journeys");
+    if (!cfg->public_url) {
+        bool v6 = strchr(cfg->listen_address, ':') != NULL;
+        cfg->public_url = jd_xasprintf("http://%s%s%s:%u", v6 ? "[" : "", cfg->listen_address,
+                                       v6 ? "]" : "", cfg->listen_port);
+    }
+    size_t n = strlen(cfg->public_url);
+    while (n > 0 && cfg->public_url[n - 1] == '/')
+        cfg->public_url[--n] = '\0';
+}
+
+bool config_load(const char *path, config_t *out, diag_t *d)
+{
+    memset(out, 0, sizeof(*out));
+    size_t errors_before = d->count;
+    node_doc_t doc;
+    if (!yaml_load_file(path, CONFIG_MAX_BYTES, &doc, d))
+        return false;
+
+    ctx_t c = {.cfg = out, .d = d};
+    const char *slash = strrchr(path, '/');
+    c.config_dir =
+        slash ? jd_xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : jd_xstrdup(".");
+    const char *creds = getenv("CREDENTIALS_DIRECTORY");
+    c.creds_dir = creds && creds[0] ? creds : NULL;
+
+    out->path = jd_xstrdup(path);
+    set_defaults(out);
+    if (!doc.root) {
+        diag_add(d, doc.file, 1, 1, "the configuration is empty");
+    } else if (apply_table(&c, top_fields, doc.root, out)) {
+        (void)check_key_uses(&c);
+        set_derived(&c, out);
+    }
+
+    bool ok = d->count == errors_before;
+    free(c.uses);
+    free(c.config_dir);
+    node_doc_free(&doc);
+    if (!ok)
+        config_free(out);
+    return ok;
+}
+
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+void config_free(config_t *c)
+{
+    if (!c)
+        return;
+    free(c->path);
+    free(c->listen_address);
+    free(c->port_file);
+    free(c->db_conninfo);
+    free(c->journeys_dir);
+    free(c->public_url);
+    for (size_t i = 0; i < c->n_sources; i++) {
+        config_source_t *s = &c->sources[i];
+        free(s->name);
+        free_list(s->write_keys, s->n_write_keys);
+        free_list(s->origins, s->n_origins);
+    }
+    free(c->sources);
+    free_list(c->admin_keys, c->n_admin_keys);
+    free_list(c->read_keys, c->n_read_keys);
+    for (size_t i = 0; i < c->n_connectors; i++) {
+        config_connector_t *k = &c->connectors[i];
+        free(k->name);
+        free(k->url);
+        free(k->from);
+        free(k->username);
+        free(k->password);
+        free(k->secret);
+    }
+    free(c->connectors);
+    memset(c, 0, sizeof(*c));
+}
+
+const config_connector_t *config_connector(const config_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_connectors; i++)
+        if (strcmp(c->connectors[i].name, name) == 0)
+            return &c->connectors[i];
+    return NULL;
+}
