@@ -477,18 +477,21 @@ static keyring_t *build_keyring(const config_t *c)
     return k;
 }
 
+/* Teardown order matters: sends and queries still in flight report through
+ * callbacks into the dispatcher, processor, ingest and HTTP server, so those
+ * go last. */
 static void app_free(app_t *app)
 {
-    dispatcher_free(app->dispatcher);
-    processor_free(app->processor);
-    ingest_api_free(app->ingest_api);
-    ingest_free(app->ingest);
-    http_server_free(app->http);
     curl_loop_free(app->curl);
     db_t *dbs[] = {app->db_control, app->db_ingest, app->db_processor, app->db_dispatcher};
     for (size_t i = 0; i < JD_ARRAY_LEN(dbs); i++)
         if (dbs[i])
             db_close(dbs[i]);
+    dispatcher_free(app->dispatcher);
+    processor_free(app->processor);
+    ingest_api_free(app->ingest_api);
+    ingest_free(app->ingest);
+    http_server_free(app->http);
     struct event *evs[] = {app->sig_term, app->sig_int, app->sig_hup, app->watchdog,
                            app->shutdown_poll};
     for (size_t i = 0; i < JD_ARRAY_LEN(evs); i++)
