@@ -438,12 +438,15 @@ class _Peer:
 
         return sorted(names, key=key)
 
-    def wait_for(self, n, timeout=10.0):
-        """Waits until at least n items were recorded; returns all of them.
+    def wait_for(self, n, timeout=10.0, where=None):
+        """Waits until at least n items (messages, requests) were recorded, or n
+        items for which where(item) is true; returns those items, oldest first.
         Fails (HarnessError) with the count seen after timeout seconds."""
         deadline = time.monotonic() + timeout
         while True:
             items = self._items()
+            if where is not None:
+                items = [i for i in items if where(i)]
             if len(items) >= n:
                 return items
             if self.proc is not None and self.proc.poll() is not None:

@@ -188,6 +188,10 @@ class HttpSinkTest(unittest.TestCase):
         self.assertTrue(socks[0] is socks[1] is socks[2])
         peers = {tuple(r["peer"]) for r in self.sink.wait_for(3)}
         self.assertEqual(len(peers), 1, peers)
+        (only,) = self.sink.wait_for(1, where=lambda r: r["path"] == "/k1")
+        self.assertEqual(only["path"], "/k1")
+        with self.assertRaises(harness.HarnessError):
+            self.sink.wait_for(1, timeout=0.3, where=lambda r: r["path"] == "/nope")
 
     def test_error_statuses_and_headers(self):
         self.sink.set_mode(500)
