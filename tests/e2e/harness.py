@@ -685,6 +685,7 @@ class Journeyd:
         self.proc = None
         self.port = None
         self.starts = 0
+        self._checked = True  # the log was checked since the last start
 
         if journeys is None or isinstance(journeys, dict):
             self.journeys_dir = os.path.join(self.tmp, "journeys")
@@ -779,6 +780,7 @@ class Journeyd:
         except FileNotFoundError:
             pass
         self.starts += 1
+        self._checked = False
         with open(self.log_path, "ab") as f:
             f.write(f"=== harness: start #{self.starts} ===\n".encode())
         self.proc = spawn([self.binary, "serve", "-c", self.config_path], self.log_path, self.env)
@@ -817,6 +819,7 @@ class Journeyd:
         if self.proc is None:
             return None
         rc, killed = reap(self.proc, timeout)
+        self._checked = True
         self._check_sanitizers(self.log(), "journeyd log")
         if killed:
             raise HarnessError(f"journeyd did not exit within {timeout:g} s of SIGTERM "
@@ -831,6 +834,7 @@ class Journeyd:
         if self.proc is None:
             return
         reap(self.proc, 10, signal.SIGKILL)
+        self._checked = True
         self._check_sanitizers(self.log(), "journeyd log")
 
     def close(self):
@@ -838,8 +842,9 @@ class Journeyd:
         try:
             if self.running:
                 self.stop()
-            elif self.proc is not None:
+            elif self.proc is not None and not self._checked:
                 _children.discard(self.proc)
+                self._checked = True
                 self._check_sanitizers(self.log(), "journeyd log")
         finally:
             if self._own_tmp:

@@ -508,6 +508,14 @@ class HarnessJourneydTest(unittest.TestCase):
             j.stop()
         self.assertIn("AddressSanitizer: heap-use-after-free", str(cm.exception))
         self.assertFalse(j.running)
+        j.close()  # already reported: no second failure from the cleanup
+        # A daemon that died on its own is still checked at clean-up.
+        j2 = self.daemon(env={"STAND_IN_ASAN": "1"})
+        j2.start()
+        os.kill(j2.proc.pid, signal.SIGKILL)
+        j2.proc.wait()
+        with self.assertRaises(harness.HarnessError):
+            j2.close()
 
     def test_not_ready_fails_start_with_log_tail(self):
         j = self.daemon(env={"STAND_IN_NOT_READY": "1"}, ready_timeout=1.5)
