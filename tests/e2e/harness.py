@@ -458,6 +458,20 @@ class _Peer:
             time.sleep(0.05)
 
 
+    def expect_exactly(self, n, quiet=1.0, timeout=10.0, where=None):
+        """Waits for n items (as wait_for), then checks that no further one
+        arrives during quiet seconds: for "sent once, not twice" assertions.
+        Returns the n items; fails (HarnessError) on more."""
+        items = self.wait_for(n, timeout, where)
+        time.sleep(quiet)
+        after = self._items()
+        if where is not None:
+            after = [i for i in after if where(i)]
+        if len(after) != n:
+            raise HarnessError(f"{self.name}: expected exactly {n} item(s), got {len(after)}")
+        return items
+
+
 class SmtpMessage:
     """One stored message: raw bytes, parsed EmailMessage and the envelope."""
 

@@ -71,6 +71,12 @@ class SmtpSinkTest(unittest.TestCase):
         self.assertEqual([m.msg["Subject"] for m in msgs], [f"n{i}" for i in range(5)])
         self.assertEqual([m.rcpt_tos for m in msgs], [[f"u{i}@y.example"] for i in range(5)])
         self.assertEqual(len({m.name for m in msgs}), 5)
+        self.assertEqual(len(sink.expect_exactly(5, quiet=0.2)), 5)
+        self.assertEqual(len(sink.expect_exactly(1, quiet=0.1,
+                                                 where=lambda m: m.rcpt_tos == ["u3@y.example"])), 1)
+        with self.assertRaises(harness.HarnessError) as cm:
+            sink.expect_exactly(4, quiet=0.1)
+        self.assertIn("expected exactly 4 item(s), got 5", str(cm.exception))
 
     def test_reply_code_option_refuses_every_message(self):
         for code in (451, 550):
