@@ -438,12 +438,15 @@ class _Peer:
 
         return sorted(names, key=key)
 
-    def wait_for(self, n, timeout=10.0):
-        """Waits until at least n items were recorded; returns all of them.
+    def wait_for(self, n, timeout=10.0, where=None):
+        """Waits until at least n items (messages, requests) were recorded, or n
+        items for which where(item) is true; returns those items, oldest first.
         Fails (HarnessError) with the count seen after timeout seconds."""
         deadline = time.monotonic() + timeout
         while True:
             items = self._items()
+            if where is not None:
+                items = [i for i in items if where(i)]
             if len(items) >= n:
                 return items
             if self.proc is not None and self.proc.poll() is not None:
@@ -453,6 +456,20 @@ class _Peer:
                 raise HarnessError(f"{self.name}: {len(items)} of {n} expected item(s) after "
                                    f"{timeout:g} s")
             time.sleep(0.05)
+
+
+    def expect_exactly(self, n, quiet=1.0, timeout=10.0, where=None):
+        """Waits for n items (as wait_for), then checks that no further one
+        arrives during quiet seconds: for "sent once, not twice" assertions.
+        Returns the n items; fails (HarnessError) on more."""
+        items = self.wait_for(n, timeout, where)
+        time.sleep(quiet)
+        after = self._items()
+        if where is not None:
+            after = [i for i in after if where(i)]
+        if len(after) != n:
+            raise HarnessError(f"{self.name}: expected exactly {n} item(s), got {len(after)}")
+        return items
 
 
 class SmtpMessage:
@@ -682,6 +699,7 @@ class Journeyd:
         self.proc = None
         self.port = None
         self.starts = 0
+        self._checked = True  # the log was checked since the last start
 
         if journeys is None or isinstance(journeys, dict):
             self.journeys_dir = os.path.join(self.tmp, "journeys")
@@ -776,6 +794,7 @@ class Journeyd:
         except FileNotFoundError:
             pass
         self.starts += 1
+        self._checked = False
         with open(self.log_path, "ab") as f:
             f.write(f"=== harness: start #{self.starts} ===\n".encode())
         self.proc = spawn([self.binary, "serve", "-c", self.config_path], self.log_path, self.env)
@@ -814,6 +833,7 @@ class Journeyd:
         if self.proc is None:
             return None
         rc, killed = reap(self.proc, timeout)
+        self._checked = True
         self._check_sanitizers(self.log(), "journeyd log")
         if killed:
             raise HarnessError(f"journeyd did not exit within {timeout:g} s of SIGTERM "
@@ -828,6 +848,7 @@ class Journeyd:
         if self.proc is None:
             return
         reap(self.proc, 10, signal.SIGKILL)
+        self._checked = True
         self._check_sanitizers(self.log(), "journeyd log")
 
     def close(self):
@@ -835,8 +856,9 @@ class Journeyd:
         try:
             if self.running:
                 self.stop()
-            elif self.proc is not None:
+            elif self.proc is not None and not self._checked:
                 _children.discard(self.proc)
+                self._checked = True
                 self._check_sanitizers(self.log(), "journeyd log")
         finally:
             if self._own_tmp:

@@ -71,6 +71,12 @@ class SmtpSinkTest(unittest.TestCase):
         self.assertEqual([m.msg["Subject"] for m in msgs], [f"n{i}" for i in range(5)])
         self.assertEqual([m.rcpt_tos for m in msgs], [[f"u{i}@y.example"] for i in range(5)])
         self.assertEqual(len({m.name for m in msgs}), 5)
+        self.assertEqual(len(sink.expect_exactly(5, quiet=0.2)), 5)
+        self.assertEqual(len(sink.expect_exactly(1, quiet=0.1,
+                                                 where=lambda m: m.rcpt_tos == ["u3@y.example"])), 1)
+        with self.assertRaises(harness.HarnessError) as cm:
+            sink.expect_exactly(4, quiet=0.1)
+        self.assertIn("expected exactly 4 item(s), got 5", str(cm.exception))
 
     def test_reply_code_option_refuses_every_message(self):
         for code in (451, 550):
@@ -188,6 +194,10 @@ class HttpSinkTest(unittest.TestCase):
         self.assertTrue(socks[0] is socks[1] is socks[2])
         peers = {tuple(r["peer"]) for r in self.sink.wait_for(3)}
         self.assertEqual(len(peers), 1, peers)
+        (only,) = self.sink.wait_for(1, where=lambda r: r["path"] == "/k1")
+        self.assertEqual(only["path"], "/k1")
+        with self.assertRaises(harness.HarnessError):
+            self.sink.wait_for(1, timeout=0.3, where=lambda r: r["path"] == "/nope")
 
     def test_error_statuses_and_headers(self):
         self.sink.set_mode(500)
@@ -504,6 +514,14 @@ class HarnessJourneydTest(unittest.TestCase):
             j.stop()
         self.assertIn("AddressSanitizer: heap-use-after-free", str(cm.exception))
         self.assertFalse(j.running)
+        j.close()  # already reported: no second failure from the cleanup
+        # A daemon that died on its own is still checked at clean-up.
+        j2 = self.daemon(env={"STAND_IN_ASAN": "1"})
+        j2.start()
+        os.kill(j2.proc.pid, signal.SIGKILL)
+        j2.proc.wait()
+        with self.assertRaises(harness.HarnessError):
+            j2.close()
 
     def test_not_ready_fails_start_with_log_tail(self):
         j = self.daemon(env={"STAND_IN_NOT_READY": "1"}, ready_timeout=1.5)
