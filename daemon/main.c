@@ -354,8 +354,9 @@ static void on_schema_status(db_t *db, PGresult *res, void *arg)
     } else if (ok) {
         http_reply_json(rc->req, 200, json_pack("{s:s}", "status", "ready"));
     } else {
-        http_reply_json(rc->req, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
-                                                why ? why : "unknown"));
+        http_reply_json(
+            rc->req, 503,
+            json_pack("{s:s, s:s}", "status", "unavailable", "reason", why ? why : "unknown"));
     }
     free(why);
     free(rc);
@@ -374,13 +375,14 @@ static void handle_readyz(http_req_t *r, void *arg)
 {
     app_t *app = arg;
     if (app->stopping) {
-        http_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
-                                          "shutting down"));
+        http_reply_json(
+            r, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason", "shutting down"));
         return;
     }
     if (!db_connected(app->db_control)) {
-        http_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
-                                          "database unreachable"));
+        http_reply_json(
+            r, 503,
+            json_pack("{s:s, s:s}", "status", "unavailable", "reason", "database unreachable"));
         return;
     }
     check_schema(app, r);
@@ -435,8 +437,9 @@ static void handle_reload(http_req_t *r, void *arg)
                                   "message", "the journeys are invalid; the old set stays loaded",
                                   "errors", errors));
     } else {
-        http_reply_json(r, 200, json_pack("{s:b, s:I}", "success", 1, "journeys",
-                                          (json_int_t)app->journeys->count));
+        http_reply_json(
+            r, 200,
+            json_pack("{s:b, s:I}", "success", 1, "journeys", (json_int_t)app->journeys->count));
     }
     diag_free(&d);
 }
@@ -577,10 +580,8 @@ static int cmd_serve(int argc, char **argv)
     http_server_route(app.http, "POST", "/v1/journeys/reload", "journeys_reload", handle_reload,
                       &app);
 
-    processor_opts_t popts = {.batch_size = 500,
-                              .poll_ms = 1000,
-                              .channel = connector_channel,
-                              .channel_ctx = &app};
+    processor_opts_t popts = {
+        .batch_size = 500, .poll_ms = 1000, .channel = connector_channel, .channel_ctx = &app};
     app.processor = processor_new(app.base, app.db_processor,
                                   (const journey_set_t *const *)&app.journeys, &popts);
     app.curl = curl_loop_new(app.base);
@@ -596,8 +597,7 @@ static int cmd_serve(int argc, char **argv)
     free(owner);
 
     unsigned bound = 0;
-    if (!http_server_listen(app.http, app.config.listen_address, app.config.listen_port,
-                            &bound)) {
+    if (!http_server_listen(app.http, app.config.listen_address, app.config.listen_port, &bound)) {
         app.exit_code = 1;
         goto done;
     }

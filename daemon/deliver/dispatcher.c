@@ -37,8 +37,8 @@ struct dispatcher {
     curl_loop_t *curl;
     dispatcher_opts_t opts;
     char *owner;
-    unsigned in_flight;     /* sends and records not finished */
-    bool claiming;          /* a claim query is in flight */
+    unsigned in_flight; /* sends and records not finished */
+    bool claiming;      /* a claim query is in flight */
     bool kicked;
     bool stopping;
     void (*stopped_cb)(void *);
@@ -108,8 +108,8 @@ static void record(send_t *s, const char *status, int code, const char *reason, 
     char code_s[16], delay_s[24];
     snprintf(code_s, sizeof(code_s), "%d", code);
     snprintf(delay_s, sizeof(delay_s), "%lld", (long long)(delay_ms < 0 ? 0 : delay_ms));
-    const char *params[] = {s->id,   s->attempt, status, code ? code_s : NULL, reason,
-                            delay_s, d->owner};
+    const char *params[] = {s->id,  s->attempt, status,  code ? code_s : NULL,
+                            reason, delay_s,    d->owner};
     if (!db_query(d->db, RECORD_SQL, 7, params, on_recorded, s))
         on_recorded(d->db, NULL, s);
 }
@@ -128,8 +128,7 @@ static void on_sent(const deliver_result_t *r, void *arg)
         int64_t delay = retry_delay_ms(s->attempt_no, random32(), r->retry_after_ms);
         if (delay < 0) {
             char why[320];
-            snprintf(why, sizeof(why), "gave up after %u attempts: %s", s->attempt_no,
-                     r->reason);
+            snprintf(why, sizeof(why), "gave up after %u attempts: %s", s->attempt_no, r->reason);
             log_warn("message %s is dead: %s", s->id, why);
             record(s, "dead", r->code, why, 0);
         } else {
@@ -339,12 +338,12 @@ dispatcher_t *dispatcher_new(struct event_base *base, db_t *db, curl_loop_t *cur
     struct timeval tv = {.tv_sec = opts->poll_ms / 1000, .tv_usec = (opts->poll_ms % 1000) * 1000};
     event_add(d->poll, &tv);
     static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15};
-    d->m_outcomes = metric_counter("journeyd_messages_total",
-                                   "Send attempts by connector and resulting status",
-                                   "connector,status");
-    d->m_send_seconds = metric_histogram("journeyd_send_seconds",
-                                         "Duration of one send attempt, by connector",
-                                         "connector", buckets, JD_ARRAY_LEN(buckets));
+    d->m_outcomes =
+        metric_counter("journeyd_messages_total", "Send attempts by connector and resulting status",
+                       "connector,status");
+    d->m_send_seconds =
+        metric_histogram("journeyd_send_seconds", "Duration of one send attempt, by connector",
+                         "connector", buckets, JD_ARRAY_LEN(buckets));
     d->m_in_flight = metric_gauge("journeyd_sends_in_flight", "Sends under way", NULL);
     db_on_connect(db, on_connect, d);
     db_on_notify(db, on_notify, d);

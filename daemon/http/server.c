@@ -140,8 +140,8 @@ static const route_t *find_route(const http_server_t *s, const char *method, con
     *path_known = false;
     for (size_t i = 0; i < s->n_routes; i++) {
         const route_t *rt = &s->routes[i];
-        bool match = rt->prefix ? strncmp(path, rt->path, rt->path_len) == 0
-                                : strcmp(path, rt->path) == 0;
+        bool match =
+            rt->prefix ? strncmp(path, rt->path, rt->path_len) == 0 : strcmp(path, rt->path) == 0;
         if (!match)
             continue;
         *path_known = true;
@@ -250,8 +250,8 @@ http_server_t *http_server_new(struct event_base *base, const http_limits_t *lim
     s->m_duration = metric_histogram("journeyd_http_request_duration_seconds",
                                      "Time from request to reply, by route", "route", buckets,
                                      JD_ARRAY_LEN(buckets));
-    s->m_connections =
-        metric_gauge("journeyd_http_connections", "HTTP connections that have sent a request", NULL);
+    s->m_connections = metric_gauge("journeyd_http_connections",
+                                    "HTTP connections that have sent a request", NULL);
     s->m_refused = metric_counter("journeyd_http_connections_refused_total",
                                   "Connections refused by the connection cap", NULL);
     return s;
@@ -283,8 +283,8 @@ bool http_server_listen(http_server_t *s, const char *address, unsigned port, un
     return true;
 }
 
-void http_server_route(http_server_t *s, const char *method, const char *path,
-                       const char *label, http_handler_fn fn, void *arg)
+void http_server_route(http_server_t *s, const char *method, const char *path, const char *label,
+                       http_handler_fn fn, void *arg)
 {
     if (s->n_routes == MAX_ROUTES) {
         log_error("too many HTTP routes (max %d)", MAX_ROUTES);
@@ -439,9 +439,9 @@ void http_reply_error(http_req_t *r, int status, const char *code, const char *f
     if (vasprintf(&msg, fmt, ap) < 0)
         msg = NULL;
     va_end(ap);
-    http_reply_json(r, status,
-                    json_pack("{s:b, s:s, s:s}", "success", 0, "error", code, "message",
-                              msg ? msg : code));
+    http_reply_json(
+        r, status,
+        json_pack("{s:b, s:s, s:s}", "success", 0, "error", code, "message", msg ? msg : code));
     free(msg);
 }
 

@@ -87,8 +87,8 @@ static bool load_file(const char *path, journey_set_t *set, diag_t *d)
 static bool is_yaml(const char *name)
 {
     size_t n = strlen(name);
-    return name[0] != '.' && ((n > 5 && !strcmp(name + n - 5, ".yaml")) ||
-                              (n > 4 && !strcmp(name + n - 4, ".yml")));
+    return name[0] != '.' &&
+           ((n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml")));
 }
 
 static int compare_names(const void *a, const void *b)

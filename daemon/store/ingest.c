@@ -67,11 +67,11 @@ ingest_t *ingest_new(struct event_base *base, db_t *db, const ingest_opts_t *opt
     static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
     ing->m_events = metric_counter("journeyd_ingest_events_total",
                                    "Events by outcome: committed, unavailable, failed", "result");
-    ing->m_flushes = metric_counter("journeyd_ingest_flushes_total",
-                                    "Group-commit transactions written", NULL);
-    ing->m_flush_seconds = metric_histogram("journeyd_ingest_flush_seconds",
-                                            "Duration of one group commit", NULL, buckets,
-                                            JD_ARRAY_LEN(buckets));
+    ing->m_flushes =
+        metric_counter("journeyd_ingest_flushes_total", "Group-commit transactions written", NULL);
+    ing->m_flush_seconds =
+        metric_histogram("journeyd_ingest_flush_seconds", "Duration of one group commit", NULL,
+                         buckets, JD_ARRAY_LEN(buckets));
     ing->m_backlog = metric_gauge("journeyd_ingest_backlog_events",
                                   "Events accepted and not yet committed", NULL);
     return ing;
@@ -110,8 +110,8 @@ static json_t *event_row(const char *source, const json_t *ev)
 {
     return json_pack("{s:s, s:O, s:O, s:O?, s:O?, s:O?, s:O, s:O, s:O}", "source", source,
                      "message_id", json_object_get(ev, "messageId"), "type",
-                     json_object_get(ev, "type"), "event", json_object_get(ev, "event"),
-                     "user_id", json_object_get(ev, "userId"), "anonymous_id",
+                     json_object_get(ev, "type"), "event", json_object_get(ev, "event"), "user_id",
+                     json_object_get(ev, "userId"), "anonymous_id",
                      json_object_get(ev, "anonymousId"), "ts", json_object_get(ev, "timestamp"),
                      "received_at", json_object_get(ev, "receivedAt"), "body", ev);
 }
@@ -199,8 +199,8 @@ static void flush(ingest_t *ing)
     b->start_us = clock_mono_us();
     size_t text_len = 2;
     pending_t **link = &b->head;
-    while (ing->head && (b->n_events == 0 || b->n_events + ing->head->n_events <=
-                                                 ing->opts.batch_rows)) {
+    while (ing->head &&
+           (b->n_events == 0 || b->n_events + ing->head->n_events <= ing->opts.batch_rows)) {
         pending_t *p = ing->head;
         ing->head = p->next;
         p->next = NULL;

@@ -43,13 +43,13 @@ static const char WRITE_SQL[] =
     " WHERE name = 'events'";
 
 typedef enum proc_state {
-    PROC_IDLE,      /* nothing in flight; waiting for a kick or the poll */
-    PROC_BEGIN,     /* BEGIN sent */
-    PROC_LOCK,      /* cursor lock requested */
-    PROC_FETCH,     /* batch requested */
-    PROC_WRITE,     /* effects and cursor sent */
-    PROC_COMMIT,    /* COMMIT sent */
-    PROC_ROLLBACK,  /* ROLLBACK sent after a failure */
+    PROC_IDLE,     /* nothing in flight; waiting for a kick or the poll */
+    PROC_BEGIN,    /* BEGIN sent */
+    PROC_LOCK,     /* cursor lock requested */
+    PROC_FETCH,    /* batch requested */
+    PROC_WRITE,    /* effects and cursor sent */
+    PROC_COMMIT,   /* COMMIT sent */
+    PROC_ROLLBACK, /* ROLLBACK sent after a failure */
     PROC_STOPPED,
 } proc_state_t;
 
@@ -59,7 +59,7 @@ struct processor {
     const journey_set_t *const *journeys;
     processor_opts_t opts;
     proc_state_t state;
-    bool kicked;    /* work may be waiting: run again when idle */
+    bool kicked; /* work may be waiting: run again when idle */
     bool stopping;
     void (*stopped_cb)(void *);
     void *stopped_arg;
@@ -93,8 +93,7 @@ static void set_state(processor_t *p, proc_state_t next)
         [PROC_STOPPED] = 0,
     };
     if (!(allowed[p->state] & (1u << next))) {
-        log_error("processor: illegal transition %s -> %s", state_name(p->state),
-                  state_name(next));
+        log_error("processor: illegal transition %s -> %s", state_name(p->state), state_name(next));
         abort(); /* a broken invariant */
     }
     log_debug("processor: %s -> %s", state_name(p->state), state_name(next));
@@ -197,10 +196,10 @@ static void evaluate(processor_t *p, const json_t *event, int64_t event_id, int6
         const journey_t *j = set->items[i];
         if (!engine_triggers(j, event))
             continue;
-        json_array_append_new(runs, json_pack("{s:s, s:s, s:I, s:I}", "journey_id", j->id,
-                                               "journey_hash", j->hash, "profile_id",
-                                               (json_int_t)profile_id, "event_id",
-                                               (json_int_t)event_id));
+        json_array_append_new(runs,
+                              json_pack("{s:s, s:s, s:I, s:I}", "journey_id", j->id, "journey_hash",
+                                        j->hash, "profile_id", (json_int_t)profile_id, "event_id",
+                                        (json_int_t)event_id));
         engine_input_t in = {
             .event = event, .traits = traits, .profile_id = profile_id, .now_ms = now_ms};
         engine_out_t out = {0};
@@ -210,9 +209,8 @@ static void evaluate(processor_t *p, const json_t *event, int64_t event_id, int6
             json_t *payload = json_object();
             if (s->channel == ENGINE_EMAIL)
                 json_object_set_new(payload, "email",
-                                    json_pack("{s:s?, s:s?, s:s?, s:s?}", "to", s->to,
-                                              "subject", s->subject, "text", s->text, "html",
-                                              s->html));
+                                    json_pack("{s:s?, s:s?, s:s?, s:s?}", "to", s->to, "subject",
+                                              s->subject, "text", s->text, "html", s->html));
             else
                 json_object_set_new(payload, "body", s->body ? json_string(s->body) : json_null());
             json_array_append_new(
@@ -251,8 +249,7 @@ static void on_fetched(db_t *db, PGresult *res, void *arg)
         if (event)
             evaluate(p, event, event_id, profile_id, traits, now_ms, runs, sends);
         else
-            log_error("processor: event %lld has an unreadable body; skipped",
-                      (long long)event_id);
+            log_error("processor: event %lld has an unreadable body; skipped", (long long)event_id);
         json_decref(event);
         json_decref(traits);
     }
@@ -376,12 +373,12 @@ processor_t *processor_new(struct event_base *base, db_t *db, const journey_set_
     struct timeval tv = {.tv_sec = opts->poll_ms / 1000, .tv_usec = (opts->poll_ms % 1000) * 1000};
     event_add(p->poll, &tv);
     static const double buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
-    p->m_events = metric_counter("journeyd_processor_events_total",
-                                 "Events run through the journeys", NULL);
+    p->m_events =
+        metric_counter("journeyd_processor_events_total", "Events run through the journeys", NULL);
     p->m_batches = metric_counter("journeyd_processor_batches_total",
                                   "Processor transactions committed", NULL);
-    p->m_sends = metric_counter("journeyd_processor_sends_total",
-                                "Messages written to the outbox", NULL);
+    p->m_sends =
+        metric_counter("journeyd_processor_sends_total", "Messages written to the outbox", NULL);
     p->m_errors = metric_counter("journeyd_processor_errors_total",
                                  "Processor transactions that failed and were retried", NULL);
     p->m_batch_seconds = metric_histogram("journeyd_processor_batch_seconds",

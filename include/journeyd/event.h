@@ -10,10 +10,10 @@
 
 #include "journeyd/common.h"
 
-#define EVENT_MAX_BYTES   (32 * 1024) /* one event, serialised */
-#define EVENT_MAX_DEPTH   32          /* nesting of objects and arrays */
-#define EVENT_MAX_ID_LEN  256         /* userId, anonymousId, messageId, groupId, previousId */
-#define EVENT_MAX_NAME_LEN 256        /* event, name, category */
+#define EVENT_MAX_BYTES    (32 * 1024) /* one event, serialised */
+#define EVENT_MAX_DEPTH    32          /* nesting of objects and arrays */
+#define EVENT_MAX_ID_LEN   256         /* userId, anonymousId, messageId, groupId, previousId */
+#define EVENT_MAX_NAME_LEN 256         /* event, name, category */
 
 typedef enum event_type {
     EVENT_IDENTIFY,
@@ -35,10 +35,10 @@ typedef struct event_error {
 } event_error_t;
 
 typedef struct event_ctx {
-    int64_t received_ms;        /* server clock at receipt */
-    const char *generated_id;   /* messageId to use when the event has none */
-    const json_t *batch;        /* the enclosing batch object, or NULL: its context,
-                                   integrations and sentAt apply to each item */
+    int64_t received_ms;      /* server clock at receipt */
+    const char *generated_id; /* messageId to use when the event has none */
+    const json_t *batch;      /* the enclosing batch object, or NULL: its context,
+                                 integrations and sentAt apply to each item */
 } event_ctx_t;
 
 /* Validates in (an object) as an event of type t and returns a new object

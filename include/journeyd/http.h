@@ -38,8 +38,8 @@ JD_WARN_UNUSED bool http_server_listen(http_server_t *s, const char *address, un
                                        unsigned *bound);
 /* Adds a route. method: "GET", "POST", ...; path matched exactly, or as a
  * prefix when it ends in '/'. label names the route in metrics. */
-void http_server_route(http_server_t *s, const char *method, const char *path,
-                       const char *label, http_handler_fn fn, void *arg);
+void http_server_route(http_server_t *s, const char *method, const char *path, const char *label,
+                       http_handler_fn fn, void *arg);
 /* Closes the listening sockets; requests in flight go on. */
 void http_server_stop_accepting(http_server_t *s);
 /* Requests handed to handlers and not yet answered. */

@@ -47,8 +47,7 @@ typedef enum ingest_refusal { INGEST_ACCEPTED, INGEST_DB_DOWN, INGEST_QUEUE_FULL
  * request from source. On INGEST_ACCEPTED done is called exactly once later;
  * otherwise never. */
 JD_WARN_UNUSED ingest_refusal_t ingest_submit(ingest_t *ing, const char *source,
-                                              const json_t *events, ingest_done_fn done,
-                                              void *arg);
+                                              const json_t *events, ingest_done_fn done, void *arg);
 
 /* Events waiting or being written. */
 size_t ingest_backlog(const ingest_t *ing);
