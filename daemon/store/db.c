@@ -249,11 +249,12 @@ static void db_connect_failed(db_t *db, const char *why)
     free(msg);
 }
 
-/* An established connection broke: every queued query gets NULL. Returns
- * false when a callback closed the db (the caller must not touch it). */
-static bool db_conn_lost(db_t *db)
+/* An established connection broke (or is given up: why, else libpq's
+ * message): every queued query gets NULL. Returns false when a callback
+ * closed the db (the caller must not touch it). */
+static bool db_conn_lost(db_t *db, const char *why)
 {
-    char *msg = db_msg("connection lost", db->conn ? PQerrorMessage(db->conn) : NULL);
+    char *msg = db_msg("connection lost", why ? why : db->conn ? PQerrorMessage(db->conn) : NULL);
     db_drop_conn(db);
     db_schedule_retry(db, msg);
     free(msg);
@@ -269,21 +270,33 @@ static void db_timer_cb(evutil_socket_t fd, short what, void *arg)
     db_connect_start(db, "retry");
 }
 
-static void db_notice(void *arg, const char *message)
+/* Server notices and warnings go to the log, not to libpq's stderr. */
+static void db_notice(void *arg, const PGresult *res)
 {
     db_t *db = arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *message = PQresultErrorMessage(res);
     size_t n = strlen(message);
     while (n && message[n - 1] == '\n')
         n--;
-    log_debug("db %s: server says: %.*s", db->name, (int)n, message);
+    if (sev && strcmp(sev, "WARNING") == 0)
+        log_warn("db %s: server says: %.*s", db->name, (int)n, message);
+    else
+        log_debug("db %s: server says: %.*s", db->name, (int)n, message);
 }
 
 /* Waits for fd to be readable or writable to continue PQconnectPoll. */
 static void db_wait_connect(db_t *db, short what)
 {
     int fd = PQsocket(db->conn);
-    if (db->ev_conn)
+    if (db->ev_conn) {
         event_free(db->ev_conn);
+        db->ev_conn = NULL;
+    }
+    if (fd < 0) {
+        db_connect_failed(db, "libpq has no socket");
+        return;
+    }
     db->ev_fd = fd;
     db->ev_conn = event_new(db->base, fd, what, on_conn_io, db);
     struct timeval tv = {DB_CONNECT_TIMEOUT, 0};
@@ -362,7 +375,7 @@ static void db_connect_start(db_t *db, const char *why)
         db_connect_failed(db, PQerrorMessage(db->conn));
         return;
     }
-    PQsetNoticeProcessor(db->conn, db_notice, db);
+    PQsetNoticeReceiver(db->conn, db_notice, db);
     /* As if PQconnectPoll had returned PGRES_POLLING_WRITING. */
     db_wait_connect(db, EV_WRITE);
 }
@@ -391,11 +404,11 @@ static bool db_pump(db_t *db)
             db->queries_total++;
             db_set_state(db, DB_BUSY, NULL);
             if (!db_flush(db))
-                return db_conn_lost(db);
+                return db_conn_lost(db, NULL);
             return true;
         }
         if (PQstatus(db->conn) == CONNECTION_BAD)
-            return db_conn_lost(db);
+            return db_conn_lost(db, NULL);
         /* Refused locally (for instance a parameter encoding problem): the
          * query fails with the connection's error message. */
         db->head = it->next;
@@ -467,20 +480,29 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     (void)what;
     db_t *db = arg;
     if (!PQconsumeInput(db->conn)) {
-        (void)db_conn_lost(db);
+        (void)db_conn_lost(db, NULL);
         return;
     }
     if (!db_deliver_notifies(db))
         return;
     if (db->state == DB_BUSY && event_pending(db->ev_write, EV_WRITE, NULL) && !db_flush(db)) {
-        (void)db_conn_lost(db);
+        (void)db_conn_lost(db, NULL);
         return;
     }
     while (db->state == DB_BUSY && !PQisBusy(db->conn)) {
         PGresult *r = PQgetResult(db->conn);
         if (PQstatus(db->conn) == CONNECTION_BAD) {
             PQclear(r);
-            (void)db_conn_lost(db);
+            (void)db_conn_lost(db, NULL);
+            return;
+        }
+        if (r && (PQresultStatus(r) == PGRES_COPY_IN || PQresultStatus(r) == PGRES_COPY_OUT ||
+                  PQresultStatus(r) == PGRES_COPY_BOTH)) {
+            /* libpq would hand out COPY results forever: give the
+             * connection up rather than spin. */
+            PQclear(r);
+            log_error("db %s: COPY is not supported by db_query: %.200s", db->name, db->head->sql);
+            (void)db_conn_lost(db, "COPY is not supported");
             return;
         }
         if (r) {
@@ -509,7 +531,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     (void)what;
     db_t *db = arg;
     if (!db_flush(db))
-        (void)db_conn_lost(db);
+        (void)db_conn_lost(db, NULL);
 }
 
 db_t *db_open(struct event_base *base, const char *name, const char *conninfo)

@@ -222,6 +222,14 @@ static void test_errors(const char *ci)
     db_stats(db, &st);
     CHECK(st.errors_total == 3);
     CHECK(st.queries_total == 4);
+    CHECK(st.reconnects_total == 0);
+
+    /* COPY is refused by giving the connection up, never by spinning. */
+    CHECK(query_sync(db, "COPY (SELECT 1) TO STDOUT", 0, NULL, &c));
+    CHECK(c.got_null);
+    CHECK(wait_until(cond_connected, db, 10000));
+    CHECK(query_sync(db, "SELECT 'back'", 0, NULL, &c));
+    CHECK_STR(c.value, "back");
 
     CHECK(db_ok(NULL) == false);
     CHECK_STR(db_error(NULL), "connection lost");
@@ -637,6 +645,13 @@ int main(void)
     log_init(level);
     base = event_base_new();
     char *ci = test_conninfo();
+    if (PQping(ci) != PQPING_OK) {
+        fprintf(stderr, "PostgreSQL is not answering at %s: start it with tests/support/pgctl\n",
+                ci);
+        free(ci);
+        event_base_free(base);
+        return 1;
+    }
 
     test_state_names();
     test_params(ci);
