@@ -24,6 +24,10 @@
  * 64-column "=?UTF-8?B?...?=", which fits after "Subject: " and after the
  * folding space alike. */
 #define MIME_EW_BYTES 39
+/* Longest word and whitespace run written as themselves: "Subject:" + " " +
+ * 8 + 60 = 77 columns, so even the first token, which cannot fold, fits. */
+#define MIME_MAX_WORD  60
+#define MIME_MAX_SPACE 8
 
 typedef struct buf {
     char *p;
@@ -227,7 +231,7 @@ static bool needs_encoding(const char *s)
         bool ws = *s == ' ' || *s == '\t';
         word = ws ? 0 : word + 1;
         space = ws ? space + 1 : 0;
-        if (word > MIME_FOLD_COLS - 12 || space > 8)
+        if (word > MIME_MAX_WORD || space > MIME_MAX_SPACE)
             return true;
     }
     return space > 0;
@@ -380,6 +384,15 @@ static bool is_atext_phrase(const char *s)
     return true;
 }
 
+/* Length of s as a quoted-string: quotes around, '"' and '\\' escaped. */
+static size_t quoted_len(const char *s)
+{
+    size_t n = 2;
+    for (; *s; s++)
+        n += (*s == '"' || *s == '\\') ? 2 : 1;
+    return n;
+}
+
 /* Writes a From/To header for "Name <a@b>" or "a@b". */
 static bool hdr_mailbox(buf_t *b, const char *hname, const char *in, char *err, size_t err_size)
 {
@@ -410,7 +423,7 @@ static bool hdr_mailbox(buf_t *b, const char *hname, const char *in, char *err, 
     } else {
         /* A quoted-string is one token that cannot fold: a long one goes
          * out as encoded-words instead. */
-        if (needs_encoding(name) || (!is_atext_phrase(name) && strlen(name) > 60)) {
+        if (needs_encoding(name) || (!is_atext_phrase(name) && quoted_len(name) > 60)) {
             hdr_encoded_words(&h, name, " ");
         } else if (is_atext_phrase(name)) {
             hdr_unstructured(&h, name);

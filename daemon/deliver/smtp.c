@@ -24,6 +24,32 @@ static size_t smtp_read(char *dst, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* CURLOPT_DEBUGFUNCTION: keeps the server's last 4xx/5xx reply line ("451
+ * 4.3.0 try again later"), which says more than curl's error text. */
+static int smtp_debug(CURL *e, curl_infotype type, char *data, size_t size, void *userp)
+{
+    (void)e;
+    xfer_t *x = userp;
+    if (type != CURLINFO_HEADER_IN)
+        return 0;
+    while (size && (data[size - 1] == '\n' || data[size - 1] == '\r'))
+        size--;
+    const char *line = data;
+    for (size_t i = size; i > 0; i--) /* the last line of a multi-line reply */
+        if (data[i - 1] == '\n') {
+            line = data + i;
+            break;
+        }
+    size_t n = size - (size_t)(line - data);
+    if (n == 0 || (line[0] != '4' && line[0] != '5'))
+        return 0; /* only refusals: curl's QUIT after one gets "221 Bye" */
+    if (n >= sizeof(x->last_reply))
+        n = sizeof(x->last_reply) - 1;
+    memcpy(x->last_reply, line, n);
+    x->last_reply[n] = '\0';
+    return 0;
+}
+
 static void smtp_finish(xfer_t *x, CURLcode rc, deliver_result_t *r)
 {
     long code = 0;
@@ -44,7 +70,10 @@ static void smtp_finish(xfer_t *x, CURLcode rc, deliver_result_t *r)
         r->outcome = DELIVER_FAIL;
     else
         r->outcome = DELIVER_RETRY; /* no reply: refused, reset, timeout, TLS */
-    xfer_reason(r, "%s (curl %d, SMTP %ld)", text, (int)rc, code);
+    if (x->last_reply[0] && code >= 400)
+        xfer_reason(r, "%s (curl %d): %s", text, (int)rc, x->last_reply);
+    else
+        xfer_reason(r, "%s (curl %d, SMTP %ld)", text, (int)rc, code);
 }
 
 static bool field_ok(const char *what, const char *s, size_t max)
@@ -119,6 +148,9 @@ bool smtp_send(curl_loop_t *loop, const smtp_job_t *job, deliver_fn fn, void *ar
         curl_easy_setopt(e, CURLOPT_USERNAME, job->username);
         curl_easy_setopt(e, CURLOPT_PASSWORD, job->password ? job->password : "");
     }
+    curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, smtp_debug);
+    curl_easy_setopt(e, CURLOPT_DEBUGDATA, x);
+    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L); /* feeds smtp_debug, prints nothing */
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(timeout < SMTP_CONNECT_TIMEOUT_MS ? timeout : SMTP_CONNECT_TIMEOUT_MS));

@@ -36,6 +36,7 @@ struct xfer {
     char *payload; /* copy of the message */
     size_t payload_len, payload_pos;
     struct curl_slist *rcpt;
+    char last_reply[160]; /* the server's last 4xx/5xx reply, for the reason */
 
     /* webhook */
     struct curl_slist *headers;

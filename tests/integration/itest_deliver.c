@@ -325,7 +325,10 @@ static void test_smtp(struct event_base *base, curl_loop_t *loop)
     check_outcome(&temp, DELIVER_RETRY, 451, "smtp 451 at RCPT");
     check_outcome(&perm, DELIVER_FAIL, 550, "smtp 550 at end of DATA");
     check_outcome(&rcptperm, DELIVER_FAIL, 550, "smtp 550 at RCPT");
-    CHECK(strchr(temp.r.reason, '\n') == NULL && strstr(temp.r.reason, "451") != NULL);
+    /* The reason is one line with the server's own words. */
+    CHECK(strchr(temp.r.reason, '\n') == NULL && strchr(temp.r.reason, '\r') == NULL);
+    CHECK(strstr(temp.r.reason, "451 4.3.0 try again later") != NULL);
+    CHECK(strstr(perm.r.reason, "550 5.7.1 content rejected") != NULL);
 
     /* What arrived is exactly what was built (curl dot-stuffs, the server
      * un-stuffs), and the envelope is ours. */

@@ -169,6 +169,14 @@ static void test_encoded_words(void)
     check_header(out, "To", "To: \"Doe, Jane\" <jane@example.org>");
     free(out);
 
+    /* Quotes and backslashes inside a quoted name are escaped again. */
+    m.to = "\"Say \\\"hi\\\" \\\\o/\" <jane@example.org>";
+    out = build(&m, &len, err, sizeof(err));
+    CHECK(out != NULL);
+    if (out)
+        check_header(out, "To", "To: \"Say \\\"hi\\\" \\\\o/\" <jane@example.org>");
+    free(out);
+
     /* A long non-ASCII subject is split into several words of whole
      * characters, each line within 78 columns. 30 x "é" is 60 bytes: words of
      * at most 39 bytes hold 19 characters (38 bytes), then 11 (22 bytes).
