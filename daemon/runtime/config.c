@@ -213,7 +213,8 @@ static char *read_secret(ctx_t *c, const node_t *where)
         return NULL;
     char *path = secret_path(c, name);
     char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must not hang the load; it is refused below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         node_error(c->d, where, "cannot read secret file '%s': %s", path, strerror(errno));

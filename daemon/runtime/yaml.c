@@ -278,7 +278,8 @@ bool yaml_load_file(const char *path, size_t max_bytes, node_doc_t *out, diag_t 
     memset(out, 0, sizeof(*out));
     char *buf = NULL;
     size_t len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO must not hang; non-regular files are refused below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         diag_add(d, path, 1, 1, "cannot open: %s", strerror(errno));
         return false;
@@ -290,6 +291,10 @@ bool yaml_load_file(const char *path, size_t max_bytes, node_doc_t *out, diag_t 
     }
     if (S_ISDIR(st.st_mode)) {
         diag_add(d, path, 1, 1, "cannot read: is a folder");
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        diag_add(d, path, 1, 1, "cannot read: not a regular file");
         goto fail;
     }
     /* Read one byte past the limit to tell "exactly max_bytes" from "more". */

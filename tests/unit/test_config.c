@@ -352,6 +352,17 @@ static void test_secret_files(void)
                              "secret_file: empty}\n",
                  empty);
 
+    /* A FIFO neither hangs the load nor counts as a secret. */
+    char fifo[128];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    CHECK(mkfifo(fifo, 0600) == 0);
+    char not_regular[256];
+    snprintf(not_regular, sizeof(not_regular), "6:53: secret file '%s' is not a regular file",
+             fifo);
+    expect_error(BASE SOURCE "connectors:\n  h: {type: webhook, url: \"https://x\", "
+                             "secret_file: fifo}\n",
+                 not_regular);
+
     write_file(dir, "shortkey", "abc\n", 4);
     expect_error(BASE "sources:\n  - {name: web, write_key_files: [shortkey]}\n",
                  "3:35: the key in this file is shorter than 8 characters");

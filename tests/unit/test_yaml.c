@@ -227,6 +227,11 @@ static void test_files(void)
     if (d.count == 1)
         CHECK_STR(d.msgs[0], "/tmp:1:1: cannot read: is a folder");
     diag_free(&d);
+    CHECK(!yaml_load_file("/dev/null", 100, &doc, &d));
+    CHECK(d.count == 1);
+    if (d.count == 1)
+        CHECK_STR(d.msgs[0], "/dev/null:1:1: cannot read: not a regular file");
+    diag_free(&d);
 }
 
 int main(void)
