@@ -288,8 +288,14 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
     if (!sdnotify("STOPPING=1"))
         log_warn("sd_notify STOPPING failed");
     http_server_stop_accepting(app->http);
-    processor_stop(app->processor, on_processor_stopped, app);
-    dispatcher_stop(app->dispatcher, on_dispatcher_stopped, app);
+    if (app->processor)
+        processor_stop(app->processor, on_processor_stopped, app);
+    else
+        app->processor_stopped = true;
+    if (app->dispatcher)
+        dispatcher_stop(app->dispatcher, on_dispatcher_stopped, app);
+    else
+        app->dispatcher_stopped = true;
     app->shutdown_deadline_polls = SHUTDOWN_GRACE_S * 20;
     struct timeval tv = {0, 50000};
     event_add(app->shutdown_poll, &tv);
@@ -317,11 +323,32 @@ typedef struct ready_check {
     http_req_t *req; /* NULL for the start-up check */
 } ready_check_t;
 
+/* The processor and the dispatcher start once the schema is known to be
+ * current, so they never run against an outdated database. */
+static void start_workers(app_t *app)
+{
+    processor_opts_t popts = {
+        .batch_size = 500, .poll_ms = 1000, .channel = connector_channel, .channel_ctx = app};
+    app->processor = processor_new(app->base, app->db_processor,
+                                   (const journey_set_t *const *)&app->journeys, &popts);
+    char host[128] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    char *owner = jd_xasprintf("%s:%d", host, (int)getpid());
+    dispatcher_opts_t dopts = {.config = &app->config,
+                               .owner = owner,
+                               .max_in_flight = 64,
+                               .lease_ms = 120000,
+                               .poll_ms = 1000};
+    app->dispatcher = dispatcher_new(app->base, app->db_dispatcher, app->curl, &dopts);
+    free(owner);
+}
+
 static void announce_ready(app_t *app)
 {
     if (app->ready_sent)
         return;
     app->ready_sent = true;
+    start_workers(app);
     log_info("ready: database schema is current");
     if (!sdnotify("READY=1\nSTATUS=serving"))
         log_warn("sd_notify READY failed");
@@ -336,8 +363,6 @@ static void on_schema_status(db_t *db, PGresult *res, void *arg)
     bool ok = false;
     if (!res)
         why = jd_xstrdup("database unreachable");
-    else if (!db_ok(res))
-        why = jd_xasprintf("schema check failed: %s", db_error(res));
     else
         ok = migrate_status_ok(res, &why);
 
@@ -346,7 +371,7 @@ static void on_schema_status(db_t *db, PGresult *res, void *arg)
         if (ok) {
             app->schema_checked = true;
             announce_ready(app);
-        } else if (res && db_ok(res)) {
+        } else if (res) {
             log_error("%s", why);
             app->exit_code = 1;
             event_base_loopexit(app->base, NULL);
@@ -394,7 +419,14 @@ static void collect_db(const db_t *db, void *arg)
     db_stats_t st;
     db_stats(db, &st);
     for (int s = DB_CONNECTING; s <= DB_CLOSED; s++) {
-        const char *labels[] = {db_name(db), db_state_name((db_state_t)s)};
+        /* Prometheus label values are lower case by convention. */
+        char state[16];
+        const char *name = db_state_name((db_state_t)s);
+        size_t i = 0;
+        for (; name[i] && i < sizeof(state) - 1; i++)
+            state[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+        state[i] = '\0';
+        const char *labels[] = {db_name(db), state};
         metric_set(app->m_db_state, labels, st.state == (db_state_t)s ? 1 : 0);
     }
     metric_set(app->m_db_queue, (const char *[]){db_name(db)}, (double)st.queue_len);
@@ -574,27 +606,12 @@ static int cmd_serve(int argc, char **argv)
     app.ingest = ingest_new(app.base, app.db_ingest, &iopts);
     app.ingest_api = ingest_api_new(app.ingest, app.keys);
     ingest_api_register(app.ingest_api, app.http);
+    app.curl = curl_loop_new(app.base);
     http_server_route(app.http, "GET", "/healthz", "healthz", handle_healthz, &app);
     http_server_route(app.http, "GET", "/readyz", "readyz", handle_readyz, &app);
     http_server_route(app.http, "GET", "/metrics", "metrics", handle_metrics, &app);
     http_server_route(app.http, "POST", "/v1/journeys/reload", "journeys_reload", handle_reload,
                       &app);
-
-    processor_opts_t popts = {
-        .batch_size = 500, .poll_ms = 1000, .channel = connector_channel, .channel_ctx = &app};
-    app.processor = processor_new(app.base, app.db_processor,
-                                  (const journey_set_t *const *)&app.journeys, &popts);
-    app.curl = curl_loop_new(app.base);
-    char host[128] = "localhost";
-    gethostname(host, sizeof(host) - 1);
-    char *owner = jd_xasprintf("%s:%d", host, (int)getpid());
-    dispatcher_opts_t dopts = {.config = &app.config,
-                               .owner = owner,
-                               .max_in_flight = 64,
-                               .lease_ms = 120000,
-                               .poll_ms = 1000};
-    app.dispatcher = dispatcher_new(app.base, app.db_dispatcher, app.curl, &dopts);
-    free(owner);
 
     unsigned bound = 0;
     if (!http_server_listen(app.http, app.config.listen_address, app.config.listen_port, &bound)) {
