@@ -354,6 +354,11 @@ static json_t *eval_output(lq_ctx_t *c, const lq_output_t *o, bool *raw)
             }
             if (!res && !c->r->failed)
                 lq_fail(c->r, "filter '%s' failed", f->def->name);
+            /* big strings cost in proportion to their size */
+            if (res && json_is_string(res) && !lq_step(c->r, json_string_length(res) / 1024)) {
+                json_decref(res);
+                res = NULL;
+            }
         }
         for (size_t j = 0; j < na; j++)
             json_decref(args[j]);

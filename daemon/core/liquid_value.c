@@ -32,7 +32,8 @@ void lq_buf_put(lq_buf_t *b, const char *s, size_t n)
 {
     if (b->over || n == 0)
         return;
-    if (b->max && b->len + n > b->max) {
+    size_t max = b->max ? b->max : LQ_MAX_VALUE_BYTES;
+    if (b->len + n > max) {
         b->over = true;
         return;
     }
