@@ -221,6 +221,10 @@ static char *partials(void *ctx, const char *name, size_t *len)
         src = "x{% include 'self' %}";
     else if (strcmp(name, "broken") == 0)
         src = "{% if %}";
+    else if (strcmp(name, "fails") == 0)
+        src = "ok\n  {{ 1 | modulo: 0 }}";
+    else if (strcmp(name, "html") == 0)
+        src = "<p>{{ who }}</p>";
     if (!src)
         return NULL;
     *len = strlen(src);
@@ -240,6 +244,15 @@ static void test_partials(void)
     CHECK(got == NULL);
     CHECK(strstr(last_error, "nested too deeply") != NULL);
     free(got);
+    got = render_opts("{% include 'fails' %}", NULL, &opts);
+    CHECK(got == NULL);
+    CHECK_STR(last_error, "fails:2:10: divided by 0");
+    free(got);
+    opts.autoescape_html = true;
+    got = render_opts("{% render 'html', who: '<x>' %}", NULL, &opts);
+    CHECK_STR(got, "<p>&lt;x&gt;</p>");
+    free(got);
+    opts.autoescape_html = false;
     got = render_opts("{% include 'broken' %}", NULL, &opts);
     CHECK(got == NULL);
     if (!strstr(last_error, "in partial 'broken': broken:1:7: expected a condition"))
