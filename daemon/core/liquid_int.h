@@ -156,7 +156,6 @@ bool lq_is_special(const json_t *v);
 void lq_to_s(lq_buf_t *b, const json_t *v);
 /* Returns the text form, malloc'd. */
 char *lq_to_cstr(const json_t *v, size_t *len);
-void lq_fmt_real(lq_buf_t *b, double d);
 bool lq_truthy(const json_t *v);
 bool lq_equal(const json_t *a, const json_t *b);
 /* Ordering; returns false with *err set when the operands do not compare. */
@@ -203,8 +202,8 @@ char *lq_lex_ident(lq_lexer_t *lx);
 bool lq_lex_accept(lq_lexer_t *lx, const char *tok);
 /* True when the token after the next is ':' (a keyword argument). */
 bool lq_lex_peek_kwarg(lq_lexer_t *lx);
-lq_expr_t *lq_lex_primary(lq_lexer_t *lx);
-lq_expr_t *lq_lex_value(lq_lexer_t *lx); /* primary or string/number */
+/* A value: literal, variable path or range. NULL after reporting an error. */
+lq_expr_t *lq_lex_value(lq_lexer_t *lx);
 bool lq_lex_filters(lq_lexer_t *lx, lq_output_t *out);
 /* Reports "unexpected ..." at the current token. */
 void lq_lex_error(lq_lexer_t *lx, const char *what);

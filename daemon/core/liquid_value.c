@@ -71,7 +71,7 @@ json_t *lq_str(const char *s, size_t n)
 
 /* Ruby-like float text: 15 significant digits, at least one decimal,
  * exponent form outside [1e-4, 1e16). */
-void lq_fmt_real(lq_buf_t *b, double d)
+static void lq_fmt_real(lq_buf_t *b, double d)
 {
     if (isnan(d)) {
         lq_buf_puts(b, "NaN");
