@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "journeyd/xmalloc.h"
-#include "liquid_filters.h"
+#include "liquid_int.h"
 
 static const char *const month_names[] = {"january",   "february", "march",    "april",
                                           "may",       "june",     "july",     "august",
@@ -279,5 +279,5 @@ json_t *lqf_date(LQF_ARGS)
     lq_buf_t b = {0};
     format_date(&b, fmt, fn, secs);
     free(fmt);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }

@@ -266,11 +266,6 @@ fail:
     return NULL;
 }
 
-lq_expr_t *lq_lex_primary(lq_lexer_t *lx)
-{
-    return lq_lex_value(lx);
-}
-
 lq_expr_t *lq_lex_value(lq_lexer_t *lx)
 {
     lq_expr_t *e = NULL;

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "journeyd/xmalloc.h"
-#include "liquid_filters.h"
+#include "liquid_int.h"
 
 char *lqf_str(const json_t *v, size_t *n)
 {
@@ -21,8 +21,12 @@ json_t *lqf_take(char *s, size_t n)
     return v;
 }
 
-json_t *lqf_buf(lq_buf_t *b)
+json_t *lqf_buf(lq_render_t *r, lq_buf_t *b)
 {
+    if (b->over) {
+        lq_buf_free(b);
+        return lq_fail(r, "value larger than %d bytes", LQ_MAX_VALUE_BYTES);
+    }
     json_t *v = lq_str(b->p, b->len);
     lq_buf_free(b);
     return v;
@@ -36,7 +40,7 @@ static json_t *f_append(LQF_ARGS)
     lq_buf_t b = {0};
     lq_to_s(&b, in);
     lq_to_s(&b, args[0]);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 static json_t *f_prepend(LQF_ARGS)
@@ -45,7 +49,7 @@ static json_t *f_prepend(LQF_ARGS)
     lq_buf_t b = {0};
     lq_to_s(&b, args[0]);
     lq_to_s(&b, in);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 static json_t *case_map(const json_t *in, int mode)
@@ -172,7 +176,7 @@ static json_t *f_escape(LQF_ARGS)
     lq_buf_t b = {0};
     escape_into(&b, s, n, false);
     free(s);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 static json_t *f_escape_once(LQF_ARGS)
@@ -185,7 +189,7 @@ static json_t *f_escape_once(LQF_ARGS)
     lq_buf_t b = {0};
     escape_into(&b, s, n, true);
     free(s);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 static json_t *f_newline_to_br(LQF_ARGS)
@@ -203,7 +207,7 @@ static json_t *f_newline_to_br(LQF_ARGS)
             lq_buf_put(&b, s + i, 1);
     }
     free(s);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 static json_t *f_strip_newlines(LQF_ARGS)
@@ -263,11 +267,12 @@ static json_t *f_strip_html(LQF_ARGS)
         p = close + skip;
     }
     free(s);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 /* Replaces occurrences of pat; mode 0 all, 1 first, 2 last. Empty pat inserts. */
-static json_t *replace_impl(const json_t *in, const json_t *patv, const json_t *repv, int mode)
+static json_t *replace_impl(lq_render_t *r, const json_t *in, const json_t *patv,
+                            const json_t *repv, int mode)
 {
     size_t n, pn, rn = 0;
     char *s = lqf_str(in, &n);
@@ -319,43 +324,43 @@ static json_t *replace_impl(const json_t *in, const json_t *patv, const json_t *
     free(s);
     free(pat);
     free(rep);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 static json_t *f_replace(LQF_ARGS)
 {
     LQF_UNUSED;
-    return replace_impl(in, args[0], nargs > 1 ? args[1] : NULL, 0);
+    return replace_impl(r, in, args[0], nargs > 1 ? args[1] : NULL, 0);
 }
 
 static json_t *f_replace_first(LQF_ARGS)
 {
     LQF_UNUSED;
-    return replace_impl(in, args[0], nargs > 1 ? args[1] : NULL, 1);
+    return replace_impl(r, in, args[0], nargs > 1 ? args[1] : NULL, 1);
 }
 
 static json_t *f_replace_last(LQF_ARGS)
 {
     LQF_UNUSED;
-    return replace_impl(in, args[0], args[1], 2);
+    return replace_impl(r, in, args[0], args[1], 2);
 }
 
 static json_t *f_remove(LQF_ARGS)
 {
     LQF_UNUSED;
-    return replace_impl(in, args[0], NULL, 0);
+    return replace_impl(r, in, args[0], NULL, 0);
 }
 
 static json_t *f_remove_first(LQF_ARGS)
 {
     LQF_UNUSED;
-    return replace_impl(in, args[0], NULL, 1);
+    return replace_impl(r, in, args[0], NULL, 1);
 }
 
 static json_t *f_remove_last(LQF_ARGS)
 {
     LQF_UNUSED;
-    return replace_impl(in, args[0], NULL, 2);
+    return replace_impl(r, in, args[0], NULL, 2);
 }
 
 /* Byte offset of the i-th UTF-8 character (n when past the end). */
@@ -395,7 +400,7 @@ static json_t *f_truncate(LQF_ARGS)
         lq_buf_t b = {0};
         lq_buf_put(&b, s, utf8_offset(s, n, (size_t)keep));
         lq_buf_put(&b, ell, en);
-        res = lqf_buf(&b);
+        res = lqf_buf(r, &b);
     }
     free(s);
     free(ell);
@@ -441,7 +446,7 @@ static json_t *f_truncatewords(LQF_ARGS)
     json_t *res;
     if (more) {
         lq_buf_put(&b, ell, en);
-        res = lqf_buf(&b);
+        res = lqf_buf(r, &b);
     } else {
         lq_buf_free(&b);
         res = lq_str(s, n);
@@ -473,7 +478,7 @@ static json_t *f_url_encode(LQF_ARGS)
         }
     }
     free(s);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 static int hexval(char c)
@@ -511,7 +516,7 @@ static json_t *f_url_decode(LQF_ARGS)
 static const char b64std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static json_t *b64_encode(const json_t *in, const char *alpha)
+static json_t *b64_encode(lq_render_t *r, const json_t *in, const char *alpha)
 {
     size_t n;
     char *s = lqf_str(in, &n);
@@ -528,7 +533,7 @@ static json_t *b64_encode(const json_t *in, const char *alpha)
         lq_buf_put(&b, q, 4);
     }
     free(s);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 static json_t *b64_decode(lq_render_t *r, const json_t *in, bool url)
@@ -580,13 +585,13 @@ static json_t *b64_decode(lq_render_t *r, const json_t *in, bool url)
         lq_buf_free(&b);
         return lq_fail(r, "invalid base64 input");
     }
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 static json_t *f_base64_encode(LQF_ARGS)
 {
     LQF_UNUSED;
-    return b64_encode(in, b64std);
+    return b64_encode(r, in, b64std);
 }
 
 static json_t *f_base64_decode(LQF_ARGS)
@@ -598,7 +603,7 @@ static json_t *f_base64_decode(LQF_ARGS)
 static json_t *f_base64_url_safe_encode(LQF_ARGS)
 {
     LQF_UNUSED;
-    return b64_encode(in, b64url);
+    return b64_encode(r, in, b64url);
 }
 
 static json_t *f_base64_url_safe_decode(LQF_ARGS)

@@ -4,7 +4,7 @@
 #include <strings.h>
 
 #include "journeyd/xmalloc.h"
-#include "liquid_filters.h"
+#include "liquid_int.h"
 
 static void flatten_into(json_t *out, const json_t *v, int depth)
 {
@@ -51,7 +51,7 @@ json_t *lqf_join(LQF_ARGS)
     }
     free(glue);
     json_decref(list);
-    return lqf_buf(&b);
+    return lqf_buf(r, &b);
 }
 
 static json_t *first_last(const json_t *in, bool last)

@@ -16,6 +16,7 @@
 #define LQ_DEFAULT_STEPS     1000000
 #define LQ_DEFAULT_OUTPUT    (1024 * 1024)
 #define LQ_MAX_PARTIAL_CACHE 64
+#define LQ_MAX_VALUE_BYTES   (8 * 1024 * 1024) /* any one string value */
 
 typedef struct lq_expr lq_expr_t;
 typedef struct lq_node lq_node_t;
@@ -155,7 +156,6 @@ bool lq_is_special(const json_t *v);
 void lq_to_s(lq_buf_t *b, const json_t *v);
 /* Returns the text form, malloc'd. */
 char *lq_to_cstr(const json_t *v, size_t *len);
-void lq_fmt_real(lq_buf_t *b, double d);
 bool lq_truthy(const json_t *v);
 bool lq_equal(const json_t *a, const json_t *b);
 /* Ordering; returns false with *err set when the operands do not compare. */
@@ -202,8 +202,8 @@ char *lq_lex_ident(lq_lexer_t *lx);
 bool lq_lex_accept(lq_lexer_t *lx, const char *tok);
 /* True when the token after the next is ':' (a keyword argument). */
 bool lq_lex_peek_kwarg(lq_lexer_t *lx);
-lq_expr_t *lq_lex_primary(lq_lexer_t *lx);
-lq_expr_t *lq_lex_value(lq_lexer_t *lx); /* primary or string/number */
+/* A value: literal, variable path or range. NULL after reporting an error. */
+lq_expr_t *lq_lex_value(lq_lexer_t *lx);
 bool lq_lex_filters(lq_lexer_t *lx, lq_output_t *out);
 /* Reports "unexpected ..." at the current token. */
 void lq_lex_error(lq_lexer_t *lx, const char *what);
@@ -229,6 +229,46 @@ struct lq_filter_def {
 };
 
 const lq_filter_def_t *lq_filter_find(const char *name);
+
+/* Helpers and filters shared by liquid_filters*.c and liquid_date.c. */
+#define LQF_ARGS                                                                                   \
+    lq_render_t *r, json_t *in, json_t **args, size_t nargs, json_t **kw,                          \
+        const char *const *kwnames, size_t nkw
+#define LQF_UNUSED                                                                                 \
+    (void)r;                                                                                       \
+    (void)in;                                                                                      \
+    (void)args;                                                                                    \
+    (void)nargs;                                                                                   \
+    (void)kw;                                                                                      \
+    (void)kwnames;                                                                                 \
+    (void)nkw
+
+/* Text form of v, malloc'd (nil: ""). */
+char *lqf_str(const json_t *v, size_t *n);
+/* Wraps s (freed) as a string value. */
+json_t *lqf_take(char *s, size_t n);
+/* Wraps the buffer (freed) as a string value; NULL (render error) when it overflowed. */
+json_t *lqf_buf(lq_render_t *r, lq_buf_t *b);
+
+json_t *lqf_compact(LQF_ARGS);
+json_t *lqf_concat(LQF_ARGS);
+json_t *lqf_date(LQF_ARGS);
+json_t *lqf_find(LQF_ARGS);
+json_t *lqf_find_index(LQF_ARGS);
+json_t *lqf_first(LQF_ARGS);
+json_t *lqf_has(LQF_ARGS);
+json_t *lqf_join(LQF_ARGS);
+json_t *lqf_last(LQF_ARGS);
+json_t *lqf_map(LQF_ARGS);
+json_t *lqf_reject(LQF_ARGS);
+json_t *lqf_reverse(LQF_ARGS);
+json_t *lqf_slice(LQF_ARGS);
+json_t *lqf_sort(LQF_ARGS);
+json_t *lqf_sort_natural(LQF_ARGS);
+json_t *lqf_split(LQF_ARGS);
+json_t *lqf_sum(LQF_ARGS);
+json_t *lqf_uniq(LQF_ARGS);
+json_t *lqf_where(LQF_ARGS);
 
 /* ---- render (liquid_render.c) ---- */
 

@@ -64,7 +64,8 @@ static tok_t *toks_push(toks_t *t)
     return k;
 }
 
-/* Splits "name args" of a tag; returns false when the name is not a word. */
+/* Splits "name args" of a tag. A name that is not a word keeps its first
+ * character only, for the "unknown tag" message. */
 static void split_tag(tok_t *k, const char *s, size_t n, unsigned line, unsigned col)
 {
     size_t i = 0;

@@ -354,6 +354,11 @@ static json_t *eval_output(lq_ctx_t *c, const lq_output_t *o, bool *raw)
             }
             if (!res && !c->r->failed)
                 lq_fail(c->r, "filter '%s' failed", f->def->name);
+            /* big strings cost in proportion to their size */
+            if (res && json_is_string(res) && !lq_step(c->r, json_string_length(res) / 1024)) {
+                json_decref(res);
+                res = NULL;
+            }
         }
         for (size_t j = 0; j < na; j++)
             json_decref(args[j]);
@@ -473,7 +478,7 @@ static enum lq_status render_partial(lq_ctx_t *c, const lq_node_t *n, lq_buf_t *
             json_object_set(scope, "forloop", fl);
         }
         for (size_t i = 0; i < len && st != ST_ERR; i++) {
-            json_object_set(scope, bind, json_array_get(with, i));
+            json_object_set_nocheck(scope, bind, json_array_get(with, i));
             if (fl)
                 set_forloop(fl, i, len);
             st = render_body(tc, &t->body, out);
@@ -485,7 +490,7 @@ static enum lq_status render_partial(lq_ctx_t *c, const lq_node_t *n, lq_buf_t *
         json_decref(fl);
     } else {
         if (with)
-            json_object_set(scope, bind, with);
+            json_object_set_nocheck(scope, bind, with);
         st = render_body(tc, &t->body, out);
         if (n->kind == LQN_RENDER && st != ST_ERR)
             st = ST_OK;
@@ -576,7 +581,7 @@ static enum lq_status render_for(lq_ctx_t *c, const lq_node_t *n, lq_buf_t *out)
     }
     size_t len = to - from;
     if (n->kind == LQN_FOR)
-        json_object_set_new(c->offsets, n->name, json_integer((json_int_t)to));
+        json_object_set_new_nocheck(c->offsets, n->name, json_integer((json_int_t)to));
     if (n->kind == LQN_FOR && len == 0) {
         st = render_body(c, &n->else_body, out);
         goto done;
@@ -811,7 +816,7 @@ static enum lq_status render_node(lq_ctx_t *c, const lq_node_t *n, lq_buf_t *out
         iter++;
         if (iter >= n->nvals)
             iter = 0;
-        json_object_set_new(c->cycles, key, json_integer((json_int_t)iter));
+        json_object_set_new_nocheck(c->cycles, key, json_integer((json_int_t)iter));
         free(key);
         return st;
     }

@@ -32,7 +32,8 @@ void lq_buf_put(lq_buf_t *b, const char *s, size_t n)
 {
     if (b->over || n == 0)
         return;
-    if (b->max && b->len + n > b->max) {
+    size_t max = b->max ? b->max : LQ_MAX_VALUE_BYTES;
+    if (b->len + n > max) {
         b->over = true;
         return;
     }
@@ -70,7 +71,7 @@ json_t *lq_str(const char *s, size_t n)
 
 /* Ruby-like float text: 15 significant digits, at least one decimal,
  * exponent form outside [1e-4, 1e16). */
-void lq_fmt_real(lq_buf_t *b, double d)
+static void lq_fmt_real(lq_buf_t *b, double d)
 {
     if (isnan(d)) {
         lq_buf_puts(b, "NaN");
