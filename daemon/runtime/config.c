@@ -289,8 +289,11 @@ static bool check_key(ctx_t *c, const node_t *where, const char *key, bool from_
 
 static void list_append(void *base, const field_t *f, char *value)
 {
-    char ***list = (char ***)((char *)base + f->off);
-    size_t *count = (size_t *)((char *)base + f->off_count);
+    /* Through void *: the offsets come from offsetof, so alignment holds. */
+    void *list_at = (char *)base + f->off;
+    void *count_at = (char *)base + f->off_count;
+    char ***list = list_at;
+    size_t *count = count_at;
     *list = jd_xrealloc(*list, (*count + 1) * sizeof(**list));
     (*list)[(*count)++] = value;
 }

@@ -38,7 +38,7 @@ static void test_render(void)
     metric_observe(lat, route, 0.1); /* le is inclusive */
     metric_observe(lat, route, 0.3);
     metric_observe(lat, route, 2);
-    metric_observe(lat, route, NAN); /* ignored */
+    metric_observe(lat, route, (double)NAN); /* ignored */
     (void)idle;
 
     size_t len = 0;
@@ -81,7 +81,7 @@ static void test_values_and_collectors(void)
     const char *a[] = {"big"}, *b[] = {"tiny"}, *c[] = {"inf"}, *d[] = {"third"};
     metric_set(g, a, 12345678901234.0);
     metric_set(g, b, 1e-9);
-    metric_set(g, c, -INFINITY);
+    metric_set(g, c, -(double)INFINITY);
     metric_set(g, d, 1.0 / 3);
     char *text = metrics_render(NULL);
     CHECK_STR(text, "# HELP jd_depth Depth.\n"
