@@ -21,6 +21,7 @@
 #include "journeyd/journeys_load.h"
 #include "journeyd/keyring.h"
 #include "journeyd/log.h"
+#include "journeyd/maintenance.h"
 #include "journeyd/metrics.h"
 #include "journeyd/migrate.h"
 #include "journeyd/processor.h"
@@ -34,12 +35,13 @@ typedef struct app {
     struct event_base *base;
     keyring_t *keys;
     journey_set_t *journeys; /* the live set; swapped whole on reload */
-    db_t *db_control, *db_ingest, *db_processor, *db_dispatcher;
+    db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance;
     http_server_t *http;
     ingest_t *ingest;
     ingest_api_t *ingest_api;
     processor_t *processor;
     dispatcher_t *dispatcher;
+    maintenance_t *maintenance;
     curl_loop_t *curl;
     struct event *sig_term, *sig_int, *sig_hup, *watchdog, *shutdown_poll;
     bool schema_checked; /* migrations verified once since start */
@@ -341,6 +343,9 @@ static void start_workers(app_t *app)
                                .poll_ms = 1000};
     app->dispatcher = dispatcher_new(app->base, app->db_dispatcher, app->curl, &dopts);
     free(owner);
+    app->db_maintenance = db_open(app->base, "maintenance", app->config.db_conninfo);
+    app->maintenance = maintenance_new(app->base, app->db_maintenance,
+                                       app->config.ingest_retention_ms, 3600 * 1000);
 }
 
 static void announce_ready(app_t *app)
@@ -518,10 +523,12 @@ static keyring_t *build_keyring(const config_t *c)
 static void app_free(app_t *app)
 {
     curl_loop_free(app->curl);
-    db_t *dbs[] = {app->db_control, app->db_ingest, app->db_processor, app->db_dispatcher};
+    db_t *dbs[] = {app->db_control, app->db_ingest, app->db_processor, app->db_dispatcher,
+                   app->db_maintenance};
     for (size_t i = 0; i < JD_ARRAY_LEN(dbs); i++)
         if (dbs[i])
             db_close(dbs[i]);
+    maintenance_free(app->maintenance);
     dispatcher_free(app->dispatcher);
     processor_free(app->processor);
     ingest_api_free(app->ingest_api);
@@ -604,7 +611,7 @@ static int cmd_serve(int argc, char **argv)
                            .batch_rows = app.config.ingest_batch_rows,
                            .queue_max = app.config.ingest_queue_max};
     app.ingest = ingest_new(app.base, app.db_ingest, &iopts);
-    app.ingest_api = ingest_api_new(app.ingest, app.keys);
+    app.ingest_api = ingest_api_new(app.ingest, app.keys, &app.config);
     ingest_api_register(app.ingest_api, app.http);
     app.curl = curl_loop_new(app.base);
     http_server_route(app.http, "GET", "/healthz", "healthz", handle_healthz, &app);

@@ -520,6 +520,11 @@ static const field_t ingest_fields[] = {
      .off = AT(config_t, ingest_queue_max),
      .min = 1,
      .max = 10000000},
+    {.key = "retention",
+     .type = F_DURATION,
+     .off = AT(config_t, ingest_retention_ms),
+     .min = 86400000LL,
+     .max = 36500LL * 86400000LL},
     FIELD_END,
 };
 
@@ -768,7 +773,7 @@ static bool check_key_uses(ctx_t *c)
 static void set_defaults(config_t *cfg)
 {
     cfg->listen_port = DEFAULT_PORT;
-    cfg->http_max_body = 512 * 1024;
+    cfg->http_max_body = 500 * 1024; /* the Segment limit per request */
     cfg->http_max_headers = 16 * 1024;
     cfg->http_timeout_ms = 30000;
     cfg->http_max_connections = 1024;
@@ -776,6 +781,7 @@ static void set_defaults(config_t *cfg)
     cfg->ingest_flush_ms = 5;
     cfg->ingest_batch_rows = 500;
     cfg->ingest_queue_max = 20000;
+    cfg->ingest_retention_ms = 90LL * 86400000LL;
 }
 
 /* Defaults that depend on other values, filled once everything parsed. */

@@ -11,14 +11,23 @@
 #include "journeyd/metrics.h"
 #include "journeyd/xmalloc.h"
 
+/* One statement, so one implicit transaction: the dedup keys claim each
+ * (source, messageId) once across every partition, and only rows whose key
+ * was new are appended. */
 static const char INSERT_SQL[] =
-    "INSERT INTO events (source, message_id, type, event, user_id, anonymous_id, ts, "
-    "received_at, body) "
-    "SELECT source, message_id, type, event, user_id, anonymous_id, ts, received_at, body "
-    "FROM jsonb_to_recordset($1::jsonb) AS x(source text, message_id text, type text, "
-    "event text, user_id text, anonymous_id text, ts timestamptz, received_at timestamptz, "
-    "body jsonb) "
-    "ON CONFLICT ON CONSTRAINT events_dedup DO NOTHING";
+    "WITH x AS ("
+    "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(source text, message_id text,"
+    "  type text, event text, user_id text, anonymous_id text, ts timestamptz,"
+    "  received_at timestamptz, body jsonb)),"
+    " fresh AS ("
+    "  INSERT INTO event_dedup (source, message_id, received_at)"
+    "  SELECT source, message_id, received_at FROM x"
+    "  ON CONFLICT (source, message_id) DO NOTHING RETURNING source, message_id)"
+    " INSERT INTO events (source, message_id, type, event, user_id, anonymous_id, ts,"
+    " received_at, body)"
+    " SELECT DISTINCT ON (x.source, x.message_id) x.source, x.message_id, x.type, x.event,"
+    " x.user_id, x.anonymous_id, x.ts, x.received_at, x.body"
+    " FROM x JOIN fresh USING (source, message_id)";
 
 typedef struct pending {
     struct pending *next;

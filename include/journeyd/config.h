@@ -51,7 +51,7 @@ typedef struct config {
     char *port_file;      /* NULL: none; the bound port is written there */
 
     /* http: */
-    uint64_t http_max_body;        /* default 512 KiB (the request limit is 500 KB) */
+    uint64_t http_max_body;        /* default 500 KiB, the Segment limit per request */
     uint64_t http_max_headers;     /* default 16 KiB */
     int64_t http_timeout_ms;       /* default 30 s */
     unsigned http_max_connections; /* default 1024 */
@@ -66,9 +66,10 @@ typedef struct config {
     log_level_t log_level; /* default info */
 
     /* ingest: */
-    int64_t ingest_flush_ms;    /* default 5 */
-    unsigned ingest_batch_rows; /* default 500 */
-    unsigned ingest_queue_max;  /* events waiting for a flush; default 20000 */
+    int64_t ingest_flush_ms;     /* default 5 */
+    unsigned ingest_batch_rows;  /* default 500 */
+    unsigned ingest_queue_max;   /* events waiting for a flush; default 20000 */
+    int64_t ingest_retention_ms; /* events older than this are dropped by day; default 90d */
 
     config_source_t *sources; /* sources: (list) */
     size_t n_sources;

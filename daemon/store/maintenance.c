@@ -1,0 +1,108 @@
+/* Periodic database upkeep: event partitions ahead, retention behind. */
+#include "journeyd/maintenance.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "journeyd/log.h"
+#include "journeyd/metrics.h"
+#include "journeyd/xmalloc.h"
+
+/* Three days ahead, so a day never starts without its partition even if
+ * journeyd was down for a while; one behind for late clocks. */
+static const char ENSURE_SQL[] =
+    "SELECT journeyd_ensure_event_partitions(current_date - 1, current_date + 3)";
+static const char DROP_SQL[] = "SELECT * FROM journeyd_drop_old_event_partitions($1::int)";
+
+struct maintenance {
+    db_t *db;
+    struct event *tick;
+    int64_t retention_days;
+    bool running;
+    metric_t *m_dropped, *m_errors;
+};
+
+static void on_dropped(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    maintenance_t *m = arg;
+    m->running = false;
+    if (!db_ok(res)) {
+        metric_add(m->m_errors, NULL, 1);
+        log_error("maintenance: dropping old event partitions failed: %s", db_error(res));
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        log_info("maintenance: dropped %s (past the retention of %lld days)", PQgetvalue(res, i, 0),
+                 (long long)m->retention_days);
+        metric_add(m->m_dropped, NULL, 1);
+    }
+}
+
+static void on_ensured(db_t *db, PGresult *res, void *arg)
+{
+    maintenance_t *m = arg;
+    if (!db_ok(res)) {
+        m->running = false;
+        metric_add(m->m_errors, NULL, 1);
+        log_error("maintenance: creating event partitions failed: %s", db_error(res));
+        return;
+    }
+    int created = atoi(PQgetvalue(res, 0, 0));
+    if (created > 0)
+        log_info("maintenance: created %d event partition%s", created, created == 1 ? "" : "s");
+    char days[24];
+    snprintf(days, sizeof(days), "%lld", (long long)m->retention_days);
+    const char *params[] = {days};
+    if (!db_query(db, DROP_SQL, 1, params, on_dropped, m))
+        m->running = false;
+}
+
+static void run(maintenance_t *m)
+{
+    if (m->running || !db_connected(m->db))
+        return;
+    m->running = true;
+    if (!db_query(m->db, ENSURE_SQL, 0, NULL, on_ensured, m))
+        m->running = false;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    run(arg);
+}
+
+static void on_connect(db_t *db, void *arg)
+{
+    (void)db;
+    run(arg);
+}
+
+maintenance_t *maintenance_new(struct event_base *base, db_t *db, int64_t retention_ms,
+                               int64_t interval_ms)
+{
+    maintenance_t *m = jd_xcalloc(1, sizeof(*m));
+    m->db = db;
+    m->retention_days = retention_ms / 86400000LL;
+    m->tick = event_new(base, -1, EV_PERSIST, on_tick, m);
+    struct timeval tv = {.tv_sec = interval_ms / 1000, .tv_usec = (interval_ms % 1000) * 1000};
+    event_add(m->tick, &tv);
+    m->m_dropped = metric_counter("journeyd_event_partitions_dropped_total",
+                                  "Daily event partitions dropped past retention", NULL);
+    m->m_errors = metric_counter("journeyd_maintenance_errors_total",
+                                 "Database upkeep runs that failed", NULL);
+    db_on_connect(db, on_connect, m);
+    run(m);
+    return m;
+}
+
+void maintenance_free(maintenance_t *m)
+{
+    if (!m)
+        return;
+    event_free(m->tick);
+    free(m);
+}
