@@ -22,7 +22,10 @@ node_t *node_new_scalar(const char *file, unsigned line, unsigned col, const cha
                         bool plain)
 {
     node_t *n = node_new(NODE_SCALAR, file, line, col);
-    n->str = jd_xstrndup(s, len);
+    /* Copy all len bytes: a scalar may hold NUL, and readers use len. */
+    n->str = jd_xmalloc(len + 1);
+    memcpy(n->str, s, len);
+    n->str[len] = '\0';
     n->len = len;
     n->plain = plain;
     return n;
