@@ -328,8 +328,8 @@ int64_t cron_next(const cron_t *c, const tz_t *tz, int64_t after_utc_s)
 {
     if (!tz)
         tz = tz_utc();
-    if (after_utc_s < TZ_MIN_SECOND)
-        after_utc_s = TZ_MIN_SECOND;
+    if (after_utc_s < -1)
+        after_utc_s = -1; /* results are >= 0: -1 stays free to mean "none" */
     if (after_utc_s >= TZ_MAX_SECOND)
         return -1;
     int64_t day0 = floor_div(after_utc_s + tz_offset_at(tz, after_utc_s), DAY);

@@ -18,8 +18,7 @@ bool engine_triggers(const journey_t *j, const json_t *event)
 static json_t *render_data(const journey_t *j, const journey_step_t *st, const engine_input_t *in)
 {
     json_t *data = json_object();
-    json_object_set_new(data, "profile",
-                        in->traits ? json_deep_copy(in->traits) : json_object());
+    json_object_set_new(data, "profile", in->traits ? json_deep_copy(in->traits) : json_object());
     json_object_set_new(data, "profile_id", json_integer(in->profile_id));
     json_object_set_new(data, "event", in->event ? json_deep_copy(in->event) : json_object());
     json_object_set_new(data, "journey", json_pack("{s:s, s:s?}", "id", j->id, "name", j->name));
@@ -28,8 +27,8 @@ static json_t *render_data(const journey_t *j, const journey_step_t *st, const e
 }
 
 /* Renders t (NULL: *out stays NULL). On failure sets send->error once. */
-static void render(const liquid_template_t *t, const char *what, const json_t *data,
-                   bool html, const engine_input_t *in, engine_send_t *send, char **out)
+static void render(const liquid_template_t *t, const char *what, const json_t *data, bool html,
+                   const engine_input_t *in, engine_send_t *send, char **out)
 {
     *out = NULL;
     if (!t || send->error)
@@ -38,8 +37,8 @@ static void render(const liquid_template_t *t, const char *what, const json_t *d
     diag_t d = {0};
     size_t len = 0;
     if (!liquid_render(t, data, &opts, out, &len, &d)) {
-        send->error = jd_xasprintf("rendering %s failed: %s", what,
-                                   d.count ? d.msgs[0] : "unknown error");
+        send->error =
+            jd_xasprintf("rendering %s failed: %s", what, d.count ? d.msgs[0] : "unknown error");
         *out = NULL;
     }
     diag_free(&d);
@@ -100,11 +99,10 @@ static void render_webhook(const journey_t *j, const journey_step_t *st, const j
         free(body);
         return;
     }
-    json_t *env = json_pack("{s:s, s:{s:s, s:s?}, s:s, s:{s:I, s:O}, s:O}", "type", "journey.send",
-                            "journey", "id", j->id, "name", j->name, "step", st->id, "profile",
-                            "id", (json_int_t)in->profile_id, "traits",
-                            json_object_get(data, "profile"), "event",
-                            json_object_get(data, "event"));
+    json_t *env = json_pack(
+        "{s:s, s:{s:s, s:s?}, s:s, s:{s:I, s:O}, s:O}", "type", "journey.send", "journey", "id",
+        j->id, "name", j->name, "step", st->id, "profile", "id", (json_int_t)in->profile_id,
+        "traits", json_object_get(data, "profile"), "event", json_object_get(data, "event"));
     s->body = json_dumps(env, JSON_COMPACT);
     json_decref(env);
 }

@@ -111,8 +111,10 @@ static bool check_time(const json_t *in, const char *field, int64_t *ms, bool *h
     if (!v || json_is_null(v))
         return true;
     if (!json_is_string(v) || !timefmt_parse(json_string_value(v), ms))
-        return refuse(err, field, "%s must be an ISO 8601 time with a zone, such as "
-                                  "2026-11-23T09:30:00.000Z", field);
+        return refuse(err, field,
+                      "%s must be an ISO 8601 time with a zone, such as "
+                      "2026-11-23T09:30:00.000Z",
+                      field);
     *have = true;
     return true;
 }
@@ -158,8 +160,7 @@ json_t *event_normalize(const json_t *in, event_type_t t, const event_ctx_t *ctx
     }
     size_t size = json_dumpb(in, NULL, 0, JSON_COMPACT);
     if (size > EVENT_MAX_BYTES) {
-        refuse(err, "", "the event is %zu bytes, more than the %d allowed", size,
-               EVENT_MAX_BYTES);
+        refuse(err, "", "the event is %zu bytes, more than the %d allowed", size, EVENT_MAX_BYTES);
         return NULL;
     }
     if (!check_str(in, "userId", false, EVENT_MAX_ID_LEN, err) ||
@@ -219,9 +220,8 @@ json_t *event_normalize(const json_t *in, event_type_t t, const event_ctx_t *ctx
     if (!mid || !*mid)
         json_object_set_new(ev, "messageId", json_string(ctx->generated_id));
     char buf[40];
-    timefmt_format(
-        event_time(have_ts, ts, have_sent, sent, have_orig, orig, ctx->received_ms), buf,
-        sizeof(buf));
+    timefmt_format(event_time(have_ts, ts, have_sent, sent, have_orig, orig, ctx->received_ms), buf,
+                   sizeof(buf));
     json_object_set_new(ev, "timestamp", json_string(buf));
     timefmt_format(ctx->received_ms, buf, sizeof(buf));
     json_object_set_new(ev, "receivedAt", json_string(buf));

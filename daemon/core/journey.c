@@ -94,9 +94,9 @@ static bool template_field(const node_t *send, const char *key, liquid_template_
 
 static bool parse_send(const node_t *n, journey_step_t *st, parse_ctx_t *pc)
 {
-    static const char *const keys[] = {"connector", "to",        "to_file",   "subject",
-                                       "subject_file", "text",   "text_file", "html",
-                                       "html_file",    "body",   "body_file", NULL};
+    static const char *const keys[] = {"connector",    "to",   "to_file",   "subject",
+                                       "subject_file", "text", "text_file", "html",
+                                       "html_file",    "body", "body_file", NULL};
     if (!node_expect(n, NODE_MAP, pc->d))
         return false;
     bool ok = node_check_keys(n, keys, pc->d);
@@ -123,8 +123,7 @@ static bool parse_step(const node_t *n, journey_step_t *st, parse_ctx_t *pc)
         return false;
     if (!valid_id(st->id)) {
         node_error(pc->d, node_get(n, "id"),
-                   "step id '%s' must be 1-%d letters, digits, '_' or '-'", st->id,
-                   JOURNEY_ID_MAX);
+                   "step id '%s' must be 1-%d letters, digits, '_' or '-'", st->id, JOURNEY_ID_MAX);
         ok = false;
     }
     const node_t *send = node_get(n, "send"), *end = node_get(n, "end");

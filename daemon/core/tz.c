@@ -402,7 +402,7 @@ int64_t tz_next_local_time(const tz_t *tz, int64_t after_utc_s, int hour, int mi
         return -1;
     if ((weekday_mask & 0x7f) == 0)
         weekday_mask = 0x7f;
-    after_utc_s = clamp_time(after_utc_s);
+    after_utc_s = clamp_time(after_utc_s < -1 ? -1 : after_utc_s); /* results are >= 0 */
     int64_t day0 = floor_div(after_utc_s + tz_offset_at(tz, after_utc_s), DAY);
     for (int64_t day = day0; day <= day0 + NEXT_DAYS; day++) {
         if (!(weekday_mask & (1u << weekday_of(day))))

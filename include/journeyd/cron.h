@@ -33,7 +33,9 @@ bool cron_matches(const cron_t *c, const struct local_time *lt);
 
 /* The first instant strictly after after_utc_s at which the schedule fires in
  * the wall time of tz (NULL = UTC), or -1 when it does not fire within
- * CRON_SEARCH_DAYS (e.g. "0 0 31 2 *"). DST: a fire time skipped by a gap
+ * CRON_SEARCH_DAYS (e.g. "0 0 31 2 *") or before the year 10000. Results are
+ * never before 1970: an earlier after_utc_s counts as one second before the
+ * epoch. DST: a fire time skipped by a gap
  * fires once at the moved-forward instant (02:30 -> 03:30); a fire time shown
  * twice by an overlap fires once, at the first instance -- except for
  * schedules whose hour field starts with '*' (such as "*\/15 * * * *"),

@@ -100,7 +100,8 @@ int64_t tz_from_local(const tz_t *tz, const struct local_time *in, enum tz_resol
  * Sunday .. bit 6 = Saturday; 0 = every day). A wall time that a DST gap skips
  * on some day gives the moved-forward instant that day; one shown twice gives
  * only the first instance. Returns -1 when hour or minute is out of range or
- * no such instant exists within 14 days. */
+ * no such instant exists within 14 days. Results are never before 1970: an
+ * earlier after_utc_s counts as one second before the epoch. */
 int64_t tz_next_local_time(const tz_t *tz, int64_t after_utc_s, int hour, int minute,
                            unsigned weekday_mask);
 
