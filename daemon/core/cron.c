@@ -294,12 +294,16 @@ static int64_t floor_div(int64_t a, int64_t b)
 
 /* The earliest fire instant after `after` among the day's wall times, or -1.
  * Any instant t showing wall time L satisfies L - max_off <= t <= L - min_off,
+ * with the offsets bounded by those in force around the day,
  * which lets the scan skip wall times that cannot be after `after` and stop
  * once no later wall time can beat the best found. */
 static int64_t best_in_day(const cron_t *c, const tz_t *tz, int64_t day, int64_t y, int m, int d,
                            int64_t after)
 {
-    int32_t min_off = tz_min_offset(tz), max_off = tz_max_offset(tz);
+    /* Offsets in force around the day: instants showing its wall times lie
+     * within [day start - max_off, day end - min_off], inside this span. */
+    int32_t min_off, max_off;
+    tz_offset_range(tz, day * DAY - 2 * DAY, day * DAY + 3 * DAY, &min_off, &max_off);
     int64_t best = -1;
     for (int h = 0; h < 24; h++) {
         if (!(c->hours >> h & 1))

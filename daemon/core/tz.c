@@ -301,6 +301,25 @@ int32_t tz_max_offset(const tz_t *tz)
     return tz->max_off;
 }
 
+void tz_offset_range(const tz_t *tz, int64_t from, int64_t to, int32_t *min_off, int32_t *max_off)
+{
+    int32_t lo = tz_offset_at(tz, from), hi = lo;
+    int64_t t = from, next;
+    for (int i = 0; next_transition(tz, t, &next) && next <= to; i++) {
+        if (i == SCAN_MAX) {
+            *min_off = tz->min_off;
+            *max_off = tz->max_off;
+            return;
+        }
+        int32_t off = tz_offset_at(tz, next);
+        lo = off < lo ? off : lo;
+        hi = off > hi ? off : hi;
+        t = next;
+    }
+    *min_off = lo;
+    *max_off = hi;
+}
+
 void tz_to_local(const tz_t *tz, int64_t utc_s, struct local_time *out)
 {
     utc_s = clamp_time(utc_s);

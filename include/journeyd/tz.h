@@ -105,9 +105,13 @@ int64_t tz_from_local(const tz_t *tz, const struct local_time *in, enum tz_resol
 int64_t tz_next_local_time(const tz_t *tz, int64_t after_utc_s, int hour, int minute,
                            unsigned weekday_mask);
 
-/* Helpers shared with cron.c: the smallest and largest offsets the zone ever
- * uses (seconds east). */
+/* The smallest and largest offsets (seconds east) the zone ever uses. */
 int32_t tz_min_offset(const tz_t *tz);
 int32_t tz_max_offset(const tz_t *tz);
+
+/* The smallest and largest offsets in force at any instant of [from, to]
+ * (from <= to). Falls back to the zone-wide bounds when the span holds more
+ * changes than are worth walking. */
+void tz_offset_range(const tz_t *tz, int64_t from, int64_t to, int32_t *min_off, int32_t *max_off);
 
 #endif

@@ -112,6 +112,18 @@ static void test_new_york(void)
     CHECK_TIME(from_local(ny, 2026, 11, 1, 2, 0, TZ_EARLIER, &kind), utc(2026, 11, 1, 7, 0, 0));
     CHECK(kind == TZ_LOCAL_UNIQUE);
 
+    int32_t lo, hi;
+    tz_offset_range(ny, spring - 86400, spring + 86400, &lo, &hi);
+    CHECK(lo == -18000 && hi == -14400);
+    tz_offset_range(ny, utc(2026, 7, 1, 0, 0, 0), utc(2026, 7, 3, 0, 0, 0), &lo, &hi);
+    CHECK(lo == -14400 && hi == -14400);
+    tz_offset_range(ny, spring, spring, &lo, &hi);
+    CHECK(lo == -14400 && hi == -14400);
+    tz_offset_range(ny, spring - 1, spring, &lo, &hi);
+    CHECK(lo == -18000 && hi == -14400);
+    /* Zone-wide bounds include local mean time (-4:56:02) of 1883. */
+    CHECK(tz_min_offset(ny) == -18000 && tz_max_offset(ny) == -14400);
+
     /* Next 09:00 local across both change days. */
     CHECK_TIME(tz_next_local_time(ny, utc(2026, 3, 7, 15, 0, 0), 9, 0, 0),
                utc(2026, 3, 8, 13, 0, 0));
