@@ -245,6 +245,7 @@ static struct tz_info info_at(const tz_t *tz, int64_t t)
 static bool next_transition(const tz_t *tz, int64_t t, int64_t *when)
 {
     size_t n = tz->timecnt;
+    t = clamp_time(t);
     if (n > 0 && t < tz->trans[n - 1]) {
         size_t lo = 0, hi = n - 1; /* the answer lies in lo..hi */
         while (lo < hi) {

@@ -22,6 +22,10 @@ static void check_local(const tz_t *tz, int64_t t)
         abort();
     if (lt.utoff != tz_offset_at(tz, t))
         abort();
+    int32_t lo, hi;
+    tz_offset_range(tz, t, t > INT64_MAX - 3 * 86400 ? t : t + 3 * 86400, &lo, &hi);
+    if (lo > lt.utoff || hi < lt.utoff || lo < tz_min_offset(tz) || hi > tz_max_offset(tz))
+        abort();
     const char *abbr = tz_abbrev_at(tz, t);
     if (!abbr || strlen(abbr) > 1 << 20)
         abort();
