@@ -23,6 +23,8 @@ struct ingest_api {
         ingest_api_t *api;
         int kind; /* an event_type_t, ROUTE_BATCH or ROUTE_IMPORT */
     } routes[ROUTE_COUNT];
+    unsigned char rand_pool[4096]; /* random bytes for UUIDs; rand_used consumed */
+    size_t rand_used;
 };
 
 ingest_api_t *ingest_api_new(ingest_t *ing, const keyring_t *keys, const config_t *config)
@@ -31,6 +33,7 @@ ingest_api_t *ingest_api_new(ingest_t *ing, const keyring_t *keys, const config_
     api->ing = ing;
     api->keys = keys;
     api->config = config;
+    api->rand_used = sizeof(api->rand_pool); /* drawn at the first use */
     return api;
 }
 
@@ -39,20 +42,32 @@ void ingest_api_free(ingest_api_t *api)
     free(api);
 }
 
-/* A random (version 4) UUID for events that come without a messageId. */
-static void uuid4(char out[37])
+/* A random (version 4) UUID for events that come without a messageId. The
+ * random bytes are drawn from OpenSSL a page at a time: one RAND_bytes call
+ * per event cost more than the rest of its UUID. */
+static void uuid4(ingest_api_t *api, char out[37])
 {
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1) {
-        /* RAND_bytes only fails when the OS has no entropy: a broken invariant. */
-        log_error("RAND_bytes failed");
-        abort();
+    if (api->rand_used + 16 > sizeof(api->rand_pool)) {
+        if (RAND_bytes(api->rand_pool, (int)sizeof(api->rand_pool)) != 1) {
+            /* RAND_bytes only fails when the OS has no entropy: a broken invariant. */
+            log_error("RAND_bytes failed");
+            abort();
+        }
+        api->rand_used = 0;
     }
+    unsigned char *b = api->rand_pool + api->rand_used;
+    api->rand_used += 16;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
 }
 
 /* ---- CORS ---- */
@@ -157,9 +172,11 @@ static void on_committed(ingest_status_t st, void *arg)
 {
     http_req_t *r = arg;
     switch (st) {
-    case INGEST_COMMITTED:
-        http_reply_json(r, 200, json_pack("{s:b}", "success", 1));
+    case INGEST_COMMITTED: {
+        static const char ok[] = "{\"success\":true}\n";
+        http_reply_text(r, 200, "application/json", ok, sizeof(ok) - 1);
         return;
+    }
     case INGEST_UNAVAILABLE:
         http_req_set_header(r, "Retry-After", "2");
         http_reply_error(r, 503, "unavailable",
@@ -194,8 +211,8 @@ static void reply_invalid(http_req_t *r, json_t *errors)
 }
 
 /* Normalises one item; appends it to events or its error to errors. */
-static void add_event(const json_t *item, long index, int kind, const json_t *batch,
-                      int64_t received_ms, json_t *events, json_t *errors)
+static void add_event(ingest_api_t *api, const json_t *item, long index, int kind,
+                      const json_t *batch, int64_t received_ms, json_t *events, json_t *errors)
 {
     event_type_t type;
     if (kind == ROUTE_BATCH || kind == ROUTE_IMPORT) {
@@ -220,8 +237,10 @@ static void add_event(const json_t *item, long index, int kind, const json_t *ba
     } else {
         type = (event_type_t)kind;
     }
-    char id[37];
-    uuid4(id);
+    char id[37] = "";
+    const char *mid = event_str(item, "messageId");
+    if (!mid || !*mid)
+        uuid4(api, id);
     event_ctx_t ctx = {.received_ms = received_ms, .generated_id = id, .batch = batch};
     event_error_t err;
     json_t *ev = event_normalize(item, type, &ctx, &err);
@@ -320,10 +339,10 @@ static void handle(http_req_t *r, void *arg)
             size_t i;
             const json_t *item;
             json_array_foreach(batch, i, item)
-                add_event(item, (long)i, rc->kind, in, received_ms, events, errors);
+                add_event(api, item, (long)i, rc->kind, in, received_ms, events, errors);
         }
     } else {
-        add_event(in, 0, rc->kind, NULL, received_ms, events, errors);
+        add_event(api, in, 0, rc->kind, NULL, received_ms, events, errors);
     }
     json_decref(in);
     if (json_array_size(errors) > 0) {

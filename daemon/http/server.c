@@ -392,20 +392,25 @@ void http_req_set_header(http_req_t *r, const char *name, const char *value)
     evhttp_add_header(h, name, value);
 }
 
-static void finish(http_req_t *r, int status, const char *content_type, const char *body,
-                   size_t len)
+/* Sends the reply whose body is already in the request's output buffer,
+ * records the metrics and frees r. */
+static void finish(http_req_t *r, int status, const char *content_type)
 {
     http_server_t *s = r->server;
-    struct evbuffer *out = evbuffer_new();
-    evbuffer_add(out, body, len);
     http_req_set_header(r, "Content-Type", content_type);
     http_req_set_header(r, "Cache-Control", "no-store");
-    evhttp_send_reply(r->req, status, NULL, out);
-    evbuffer_free(out);
+    evhttp_send_reply(r->req, status, NULL, NULL);
 
     const char *label = r->route ? r->route->label : "other";
     char code[8];
-    snprintf(code, sizeof(code), "%d", status);
+    if (status >= 100 && status <= 999) {
+        code[0] = (char)('0' + status / 100);
+        code[1] = (char)('0' + status / 10 % 10);
+        code[2] = (char)('0' + status % 10);
+        code[3] = '\0';
+    } else {
+        snprintf(code, sizeof(code), "%d", status);
+    }
     const char *labels[] = {label, code};
     metric_add(s->m_requests, labels, 1);
     metric_observe(s->m_duration, labels, (double)(clock_mono_us() - r->start_us) / 1e6);
@@ -416,19 +421,19 @@ static void finish(http_req_t *r, int status, const char *content_type, const ch
 
 void http_reply_json(http_req_t *r, int status, json_t *body)
 {
+    struct evbuffer *out = evhttp_request_get_output_buffer(r->req);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     if (!text) {
-        finish(r, 500, "application/json", "{\"success\":false,\"error\":\"internal\"}", 37);
+        static const char oom[] = "{\"success\":false,\"error\":\"internal\"}\n";
+        evbuffer_add(out, oom, sizeof(oom) - 1);
+        finish(r, 500, "application/json");
         return;
     }
-    size_t len = strlen(text);
-    char *line = jd_xmalloc(len + 2);
-    memcpy(line, text, len);
-    line[len] = '\n';
-    finish(r, status, "application/json", line, len + 1);
-    free(line);
+    evbuffer_add(out, text, strlen(text));
+    evbuffer_add(out, "\n", 1);
     free(text);
+    finish(r, status, "application/json");
 }
 
 void http_reply_error(http_req_t *r, int status, const char *code, const char *fmt, ...)
@@ -448,5 +453,6 @@ void http_reply_error(http_req_t *r, int status, const char *code, const char *f
 void http_reply_text(http_req_t *r, int status, const char *content_type, const char *body,
                      size_t len)
 {
-    finish(r, status, content_type, body, len);
+    evbuffer_add(evhttp_request_get_output_buffer(r->req), body, len);
+    finish(r, status, content_type);
 }

@@ -2,11 +2,11 @@
 #include "journeyd/ingest.h"
 
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "journeyd/clock.h"
-#include "journeyd/event.h"
 #include "journeyd/log.h"
 #include "journeyd/metrics.h"
 #include "journeyd/xmalloc.h"
@@ -29,50 +29,242 @@ static const char INSERT_SQL[] =
     " x.user_id, x.anonymous_id, x.ts, x.received_at, x.body"
     " FROM x JOIN fresh USING (source, message_id)";
 
+/* A growing text buffer. */
+typedef struct buf {
+    char *data;
+    size_t len, cap;
+} buf_t;
+
+static void buf_reserve(buf_t *b, size_t more)
+{
+    if (b->len + more <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + more)
+        cap *= 2;
+    b->data = jd_xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+static void buf_add(buf_t *b, const char *s, size_t n)
+{
+    buf_reserve(b, n);
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+}
+
+/* s (n bytes, valid UTF-8 as Jansson keeps it) as a JSON string, escaped the
+ * way Jansson escapes it. */
+static void buf_add_json_string(buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    buf_reserve(b, n + 2);
+    b->data[b->len++] = '"';
+    size_t run = 0; /* bytes that need no escape, not yet copied */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        buf_add(b, s + i - run, run);
+        run = 0;
+        char esc[6] = {'\\', 0};
+        size_t len = 2;
+        switch (c) {
+        case '"':
+        case '\\':
+            esc[1] = (char)c;
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            len = 6;
+        }
+        buf_add(b, esc, len);
+    }
+    buf_add(b, s + n - run, run);
+    buf_add(b, "\"", 1);
+}
+
+/* A real as the shortest of %.15g, %.16g, %.17g that reads back as the same
+ * double (Jansson always writes %.17g: 89.9 became 89.900000000000006), with
+ * ".0" added when it would otherwise read back as an integer. */
+static void buf_add_real(buf_t *b, double v)
+{
+    char text[40];
+    int len = 0;
+    for (int precision = 15; precision <= 17; precision++) {
+        len = snprintf(text, sizeof(text) - 2, "%.*g", precision, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
+    if (!strpbrk(text, ".eE")) {
+        memcpy(text + len, ".0", 3);
+        len += 2;
+    }
+    buf_add(b, text, (size_t)len);
+}
+
+static void buf_add_integer(buf_t *b, json_int_t v)
+{
+    char text[24], *end = text + sizeof(text), *p = end;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    buf_add(b, p, (size_t)(end - p));
+}
+
+/* v as compact JSON (objects keep their key order). v comes from
+ * event_normalize, so it is at most EVENT_MAX_DEPTH deep. */
+static void buf_add_json(buf_t *b, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        const json_t *member;
+        bool first = true;
+        buf_add(b, "{", 1);
+        json_object_foreach((json_t *)v, key, member)
+        {
+            if (!first)
+                buf_add(b, ",", 1);
+            first = false;
+            buf_add_json_string(b, key, strlen(key));
+            buf_add(b, ":", 1);
+            buf_add_json(b, member);
+        }
+        buf_add(b, "}", 1);
+        return;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        const json_t *item;
+        buf_add(b, "[", 1);
+        json_array_foreach(v, i, item)
+        {
+            if (i > 0)
+                buf_add(b, ",", 1);
+            buf_add_json(b, item);
+        }
+        buf_add(b, "]", 1);
+        return;
+    }
+    case JSON_STRING:
+        buf_add_json_string(b, json_string_value(v), json_string_length(v));
+        return;
+    case JSON_INTEGER:
+        buf_add_integer(b, json_integer_value(v));
+        return;
+    case JSON_REAL:
+        buf_add_real(b, json_real_value(v));
+        return;
+    case JSON_TRUE:
+        buf_add(b, "true", 4);
+        return;
+    case JSON_FALSE:
+        buf_add(b, "false", 5);
+        return;
+    case JSON_NULL:
+        buf_add(b, "null", 4);
+        return;
+    }
+}
+
+/* ,"key":value for a member of ev; nothing when it is absent or null (the
+ * column is then NULL). */
+static void buf_add_member(buf_t *b, const char *key, const json_t *v)
+{
+    if (!v || json_is_null(v))
+        return;
+    buf_add(b, ",\"", 2);
+    buf_add(b, key, strlen(key));
+    buf_add(b, "\":", 2);
+    buf_add_json(b, v);
+}
+
 typedef struct pending {
     struct pending *next;
     char *rows; /* "row,row,row" (JSON objects, no brackets) */
     size_t rows_len;
     unsigned n_events;
+    int64_t arrived_us;
     ingest_done_fn done;
     void *arg;
 } pending_t;
 
-typedef struct batch {
+/* One connection and the flush it has in flight (head == NULL: free). */
+typedef struct writer {
     ingest_t *ing;
+    db_t *db;
+    bool owned;
     pending_t *head;
-    unsigned n_events;
+    unsigned n_events, n_requests;
     int64_t start_us;
-} batch_t;
+} writer_t;
 
 struct ingest {
     struct event_base *base;
-    db_t *db;
     ingest_opts_t opts;
-    pending_t *head, *tail; /* waiting for the next flush */
-    unsigned waiting_events;
+    writer_t writers[INGEST_MAX_CONNECTIONS];
+    unsigned n_writers;
+    pending_t *head, *tail; /* waiting for a flush, oldest first */
+    unsigned waiting_events, waiting_requests;
     unsigned writing_events;
-    bool flushing;
+    /* Requests answered by the last completed flush: once as many wait,
+     * their clients are back and the next flush starts. */
+    unsigned comeback;
+    bool closing;
     struct event *timer;
     metric_t *m_events, *m_flushes, *m_flush_seconds, *m_backlog;
 };
 
-static void flush(ingest_t *ing);
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    flush(arg);
-}
+static void pump(ingest_t *ing);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
 
 ingest_t *ingest_new(struct event_base *base, db_t *db, const ingest_opts_t *opts)
 {
     ingest_t *ing = jd_xcalloc(1, sizeof(*ing));
     ing->base = base;
-    ing->db = db;
     ing->opts = *opts;
+    ing->opts.conninfo = NULL;
     ing->timer = evtimer_new(base, on_timer, ing);
+    ing->writers[0] = (writer_t){.ing = ing, .db = db};
+    ing->n_writers = 1;
+    unsigned want = opts->connections;
+    if (want > INGEST_MAX_CONNECTIONS)
+        want = INGEST_MAX_CONNECTIONS;
+    if (want > 1 && !opts->conninfo) {
+        log_error("ingest: %u connections asked without a conninfo; using one", want);
+        want = 1;
+    }
+    for (unsigned i = 1; i < want; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "ingest-%u", i + 1);
+        ing->writers[i] =
+            (writer_t){.ing = ing, .db = db_open(base, name, opts->conninfo), .owned = true};
+        ing->n_writers++;
+    }
     static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
     ing->m_events = metric_counter("journeyd_ingest_events_total",
                                    "Events by outcome: committed, unavailable, failed", "result");
@@ -89,21 +281,29 @@ ingest_t *ingest_new(struct event_base *base, db_t *db, const ingest_opts_t *opt
 static void finish_all(pending_t *p, ingest_status_t st, metric_t *m_events)
 {
     static const char *const names[] = {"committed", "unavailable", "failed"};
+    const char *label[] = {names[st]};
+    unsigned n = 0;
     while (p) {
         pending_t *next = p->next;
-        const char *label[] = {names[st]};
-        metric_add(m_events, label, p->n_events);
+        n += p->n_events;
         p->done(st, p->arg);
         free(p->rows);
         free(p);
         p = next;
     }
+    if (n)
+        metric_add(m_events, label, n);
 }
 
 void ingest_free(ingest_t *ing)
 {
     if (!ing)
         return;
+    ing->closing = true;
+    /* db_close reports the flush in flight (res == NULL) before it returns. */
+    for (unsigned i = 0; i < ing->n_writers; i++)
+        if (ing->writers[i].owned)
+            db_close(ing->writers[i].db);
     event_free(ing->timer);
     finish_all(ing->head, INGEST_UNAVAILABLE, ing->m_events);
     free(ing);
@@ -114,42 +314,55 @@ size_t ingest_backlog(const ingest_t *ing)
     return ing->waiting_events + ing->writing_events;
 }
 
-/* One row of the events table, as JSON for jsonb_to_recordset. */
-static json_t *event_row(const char *source, const json_t *ev)
+static bool any_connected(const ingest_t *ing)
 {
-    return json_pack("{s:s, s:O, s:O, s:O?, s:O?, s:O?, s:O, s:O, s:O}", "source", source,
-                     "message_id", json_object_get(ev, "messageId"), "type",
-                     json_object_get(ev, "type"), "event", json_object_get(ev, "event"), "user_id",
-                     json_object_get(ev, "userId"), "anonymous_id",
-                     json_object_get(ev, "anonymousId"), "ts", json_object_get(ev, "timestamp"),
-                     "received_at", json_object_get(ev, "receivedAt"), "body", ev);
+    for (unsigned i = 0; i < ing->n_writers; i++)
+        if (db_connected(ing->writers[i].db))
+            return true;
+    return false;
+}
+
+/* Appends the row of one event for jsonb_to_recordset (see INSERT_SQL). */
+static void add_row(buf_t *b, const char *source, const json_t *ev)
+{
+    buf_add(b, "{\"source\":", 10);
+    buf_add_json_string(b, source, strlen(source));
+    buf_add_member(b, "message_id", json_object_get(ev, "messageId"));
+    buf_add_member(b, "type", json_object_get(ev, "type"));
+    buf_add_member(b, "event", json_object_get(ev, "event"));
+    buf_add_member(b, "user_id", json_object_get(ev, "userId"));
+    buf_add_member(b, "anonymous_id", json_object_get(ev, "anonymousId"));
+    buf_add_member(b, "ts", json_object_get(ev, "timestamp"));
+    buf_add_member(b, "received_at", json_object_get(ev, "receivedAt"));
+    buf_add(b, ",\"body\":", 8);
+    buf_add_json(b, ev);
+    buf_add(b, "}", 1);
 }
 
 ingest_refusal_t ingest_submit(ingest_t *ing, const char *source, const json_t *events,
                                ingest_done_fn done, void *arg)
 {
-    if (!db_connected(ing->db))
+    if (ing->closing || !any_connected(ing))
         return INGEST_DB_DOWN;
     size_t n = json_array_size(events);
     if (ing->waiting_events + ing->writing_events + n > ing->opts.queue_max)
         return INGEST_QUEUE_FULL;
 
-    json_t *rows = json_array();
+    buf_t rows = {0};
     size_t i;
     const json_t *ev;
-    json_array_foreach(events, i, ev) json_array_append_new(rows, event_row(source, ev));
-    char *text = json_dumps(rows, JSON_COMPACT);
-    json_decref(rows);
-    if (!text)
-        return INGEST_QUEUE_FULL; /* out of memory in Jansson: shed load */
+    json_array_foreach(events, i, ev)
+    {
+        if (i > 0)
+            buf_add(&rows, ",", 1);
+        add_row(&rows, source, ev);
+    }
 
     pending_t *p = jd_xcalloc(1, sizeof(*p));
-    /* Keep the rows without the array brackets so batches concatenate. */
-    size_t len = strlen(text);
-    p->rows = jd_xstrndup(text + 1, len - 2);
-    p->rows_len = len - 2;
-    free(text);
+    p->rows = rows.data;
+    p->rows_len = rows.len;
     p->n_events = (unsigned)n;
+    p->arrived_us = clock_mono_us();
     p->done = done;
     p->arg = arg;
     if (ing->tail)
@@ -158,88 +371,177 @@ ingest_refusal_t ingest_submit(ingest_t *ing, const char *source, const json_t *
         ing->head = p;
     ing->tail = p;
     ing->waiting_events += p->n_events;
+    ing->waiting_requests++;
     metric_set(ing->m_backlog, NULL, (double)ingest_backlog(ing));
-
-    if (ing->flushing)
-        return INGEST_ACCEPTED; /* the next flush starts when this one ends */
-    if (ing->waiting_events >= ing->opts.batch_rows) {
-        flush(ing);
-    } else if (!evtimer_pending(ing->timer, NULL)) {
-        struct timeval tv = {.tv_sec = ing->opts.flush_ms / 1000,
-                             .tv_usec = (ing->opts.flush_ms % 1000) * 1000};
-        evtimer_add(ing->timer, &tv);
-    }
+    /* Flushes start from the timer, never inside this call: the caller's
+     * callback must not run before ingest_submit returns. */
+    pump(ing);
     return INGEST_ACCEPTED;
 }
+
+static void start_flush(ingest_t *ing, writer_t *w);
 
 static void on_flushed(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
-    batch_t *b = arg;
-    ingest_t *ing = b->ing;
-    ing->flushing = false;
-    ing->writing_events -= b->n_events;
+    writer_t *w = arg;
+    ingest_t *ing = w->ing;
+    pending_t *head = w->head;
+    unsigned n_events = w->n_events;
+    ing->writing_events -= n_events;
+    ing->comeback = w->n_requests;
+    w->head = NULL;
+    w->n_events = w->n_requests = 0;
     metric_add(ing->m_flushes, NULL, 1);
-    metric_observe(ing->m_flush_seconds, NULL, (double)(clock_mono_us() - b->start_us) / 1e6);
+    metric_observe(ing->m_flush_seconds, NULL, (double)(clock_mono_us() - w->start_us) / 1e6);
     ingest_status_t st = INGEST_COMMITTED;
     if (!res) {
         st = INGEST_UNAVAILABLE;
-        log_warn("ingest: connection lost during a commit of %u events; clients will retry",
-                 b->n_events);
+        log_warn("ingest: connection %s lost during a commit of %u events; clients will retry",
+                 db_name(w->db), n_events);
     } else if (!db_ok(res)) {
         st = INGEST_FAILED;
-        log_error("ingest: the database refused %u events: %s", b->n_events, db_error(res));
+        log_error("ingest: the database refused %u events: %s", n_events, db_error(res));
     }
-    finish_all(b->head, st, ing->m_events);
-    free(b);
+    finish_all(head, st, ing->m_events);
     metric_set(ing->m_backlog, NULL, (double)ingest_backlog(ing));
-    if (ing->head)
-        flush(ing);
+    if (!ing->closing)
+        pump(ing);
 }
 
-/* Writes up to batch_rows waiting events (whole requests; at least one). */
-static void flush(ingest_t *ing)
+/* Whether the waiting requests should be written now (see ingest.h). With
+ * a flush already in flight (and a free connection: two or more of them),
+ * half of the clients that came back are enough, so that two flushes
+ * overlap; while every connection is busy, arrivals gather into one flush
+ * again. */
+static bool due(const ingest_t *ing, int64_t now_us, int64_t *wait_us)
 {
-    if (ing->flushing || !ing->head)
+    *wait_us = 0;
+    if (!ing->head)
+        return false;
+    if (ing->waiting_events >= ing->opts.batch_rows || ing->waiting_requests >= ing->comeback)
+        return true;
+    if (ing->writing_events > 0 && ing->waiting_requests * 2 >= ing->comeback)
+        return true;
+    int64_t waited = now_us - ing->head->arrived_us;
+    if (waited >= ing->opts.flush_ms * 1000)
+        return true;
+    *wait_us = ing->opts.flush_ms * 1000 - waited;
+    return false;
+}
+
+static writer_t *free_writer(ingest_t *ing)
+{
+    for (unsigned i = 0; i < ing->n_writers; i++) {
+        writer_t *w = &ing->writers[i];
+        if (!w->head && db_connected(w->db))
+            return w;
+    }
+    return NULL;
+}
+
+/* Arms the timer for the next flush: now when one is due and a connection
+ * is free (flush_now), else when the oldest request reaches flush_ms. */
+static void arm(ingest_t *ing, bool flush_now, int64_t wait_us)
+{
+    struct timeval tv = {0, 0};
+    if (!flush_now) {
+        tv.tv_sec = wait_us / 1000000;
+        tv.tv_usec = wait_us % 1000000;
+    }
+    evtimer_add(ing->timer, &tv);
+}
+
+/* Answers every waiting request INGEST_UNAVAILABLE when no connection is
+ * up: nothing could write them. True when it did. */
+static bool shed_if_down(ingest_t *ing)
+{
+    if (!ing->head || any_connected(ing))
+        return false;
+    pending_t *head = ing->head;
+    ing->head = ing->tail = NULL;
+    ing->waiting_events = ing->waiting_requests = 0;
+    log_warn("ingest: no database connection; the waiting requests are refused");
+    finish_all(head, INGEST_UNAVAILABLE, ing->m_events);
+    metric_set(ing->m_backlog, NULL, (double)ingest_backlog(ing));
+    return true;
+}
+
+/* The timer: starts every flush that is due on the free connections and
+ * re-arms itself for the oldest request left. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ingest_t *ing = arg;
+    if (shed_if_down(ing))
         return;
-    evtimer_del(ing->timer);
-    batch_t *b = jd_xcalloc(1, sizeof(*b));
-    b->ing = ing;
-    b->start_us = clock_mono_us();
+    int64_t now = clock_mono_us(), wait_us = 0;
+    writer_t *w;
+    while (due(ing, now, &wait_us) && (w = free_writer(ing)))
+        start_flush(ing, w);
+    if (ing->head && wait_us > 0)
+        arm(ing, false, wait_us);
+}
+
+/* After a request arrived or a flush ended: arms the timer to flush at once
+ * when a flush is due and a connection is free, otherwise (if not armed) for
+ * when the oldest request reaches flush_ms. A due flush with every
+ * connection busy waits for the next flush to end. */
+static void pump(ingest_t *ing)
+{
+    if (ing->closing || shed_if_down(ing))
+        return;
+    int64_t wait_us;
+    bool now = due(ing, clock_mono_us(), &wait_us);
+    if (now && !free_writer(ing))
+        return;
+    if (now || (ing->head && !evtimer_pending(ing->timer, NULL)))
+        arm(ing, now, wait_us);
+}
+
+/* Writes waiting requests, oldest first, up to batch_rows events (at least
+ * one request) on w. */
+static void start_flush(ingest_t *ing, writer_t *w)
+{
+    w->start_us = clock_mono_us();
     size_t text_len = 2;
-    pending_t **link = &b->head;
+    pending_t **link = &w->head;
     while (ing->head &&
-           (b->n_events == 0 || b->n_events + ing->head->n_events <= ing->opts.batch_rows)) {
+           (w->n_events == 0 || w->n_events + ing->head->n_events <= ing->opts.batch_rows)) {
         pending_t *p = ing->head;
         ing->head = p->next;
         p->next = NULL;
         *link = p;
         link = &p->next;
-        b->n_events += p->n_events;
+        w->n_events += p->n_events;
+        w->n_requests++;
         text_len += p->rows_len + 1;
     }
     if (!ing->head)
         ing->tail = NULL;
-    ing->waiting_events -= b->n_events;
-    ing->writing_events += b->n_events;
+    ing->waiting_events -= w->n_events;
+    ing->waiting_requests -= w->n_requests;
+    ing->writing_events += w->n_events;
 
-    char *text = jd_xmalloc(text_len + 1), *w = text;
-    *w++ = '[';
-    for (pending_t *p = b->head; p; p = p->next) {
-        if (w != text + 1 && p->rows_len)
-            *w++ = ',';
-        memcpy(w, p->rows, p->rows_len);
-        w += p->rows_len;
+    char *text = jd_xmalloc(text_len + 1), *out = text;
+    *out++ = '[';
+    for (pending_t *p = w->head; p; p = p->next) {
+        if (out != text + 1 && p->rows_len)
+            *out++ = ',';
+        memcpy(out, p->rows, p->rows_len);
+        out += p->rows_len;
     }
-    *w++ = ']';
-    *w = '\0';
+    *out++ = ']';
+    *out = '\0';
     const char *params[] = {text};
-    ing->flushing = true;
-    if (!db_query(ing->db, INSERT_SQL, 1, params, on_flushed, b)) {
-        ing->flushing = false;
-        ing->writing_events -= b->n_events;
-        finish_all(b->head, INGEST_UNAVAILABLE, ing->m_events);
-        free(b);
+    if (!db_query(w->db, INSERT_SQL, 1, params, on_flushed, w)) {
+        /* Only a closed db or a full queue refuse, and w had nothing queued. */
+        pending_t *head = w->head;
+        ing->writing_events -= w->n_events;
+        w->head = NULL;
+        w->n_events = w->n_requests = 0;
+        finish_all(head, INGEST_UNAVAILABLE, ing->m_events);
     }
     free(text);
 }

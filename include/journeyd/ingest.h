@@ -1,14 +1,26 @@
 /*
  * Ingest: group commit of accepted events into PostgreSQL.
  *
- * Requests submit their normalised events; pending requests are written
- * together in one INSERT (one implicit transaction) when batch_rows events
- * are waiting or flush_ms has passed since the first of them, whichever
- * comes first. A request's callback runs only after the COMMIT that holds all
- * its events returned, so a 2xx always means committed. Duplicates by
- * (source, messageId) are dropped by the database and still count as
- * committed. Nothing is buffered past queue_max events: a full queue or a
- * database that is down refuses at once (the caller answers 503).
+ * Requests submit their normalised events; waiting requests are written
+ * together in one INSERT (one implicit transaction) per flush. A flush takes
+ * whole requests, up to batch_rows events (a larger request goes alone), and
+ * starts on a free connection as soon as one of these holds:
+ *   - batch_rows events wait;
+ *   - as many requests wait as the last completed flush answered (their
+ *     clients have come back: under load a flush carries everyone), or half
+ *     as many while another flush is in flight (so that, with two or more
+ *     connections, flushes overlap);
+ *   - the oldest waiting request has waited flush_ms.
+ * So a lone request is written at once, and under load every commit carries
+ * as many events as possible. When every connection is busy, requests wait
+ * for one to finish.
+ *
+ * A request's callback runs only after the COMMIT that holds all its events
+ * returned, so a 2xx always means committed; a request's events are always in
+ * one statement, so a request is atomic. Duplicates by (source, messageId)
+ * are dropped by the database and still count as committed. Nothing is
+ * buffered past queue_max events: a full queue or a database that is down
+ * refuses at once (the caller answers 503).
  */
 #ifndef JOURNEYD_INGEST_H
 #define JOURNEYD_INGEST_H
@@ -31,21 +43,34 @@ typedef enum ingest_status {
 
 typedef void (*ingest_done_fn)(ingest_status_t status, void *arg);
 
+#define INGEST_MAX_CONNECTIONS 16
+
 typedef struct ingest_opts {
     int64_t flush_ms;
     unsigned batch_rows;
     unsigned queue_max;
+    /* Connections that write in parallel, the db given to ingest_new
+     * included; 0 or 1 means that db alone. The others are opened by the
+     * ingest (named "ingest-2", "ingest-3"...) with conninfo, which must then
+     * be set, and closed by ingest_free. At most INGEST_MAX_CONNECTIONS. */
+    unsigned connections;
+    const char *conninfo;
 } ingest_opts_t;
 
-/* db is borrowed and must outlive the ingest. */
+/* db is borrowed: close it before ingest_free (db_close reports the write in
+ * flight on it, whose requests then get INGEST_UNAVAILABLE), or free the
+ * ingest only when ingest_backlog() is 0. opts->conninfo is copied. */
 ingest_t *ingest_new(struct event_base *base, db_t *db, const ingest_opts_t *opts);
+/* Closes the connections the ingest opened; every request still waiting or
+ * being written gets INGEST_UNAVAILABLE. NULL is allowed. */
 void ingest_free(ingest_t *ing);
 
 typedef enum ingest_refusal { INGEST_ACCEPTED, INGEST_DB_DOWN, INGEST_QUEUE_FULL } ingest_refusal_t;
 
 /* Queues the events (an array of event_normalize results; borrowed) of one
- * request from source. On INGEST_ACCEPTED done is called exactly once later;
- * otherwise never. */
+ * request from source. On INGEST_ACCEPTED done is called exactly once later,
+ * never from inside this call; otherwise never. INGEST_DB_DOWN when no
+ * connection is up. */
 JD_WARN_UNUSED ingest_refusal_t ingest_submit(ingest_t *ing, const char *source,
                                               const json_t *events, ingest_done_fn done, void *arg);
 

@@ -1,0 +1,418 @@
+/*
+ * ingest.c against the private PostgreSQL, in a database of its own: group
+ * commit over several connections, a request's callback only after its rows
+ * are committed and never inside ingest_submit, one transaction per request
+ * (also when batch_rows splits the queue), duplicates, a refused batch, the
+ * body stored as sent (89.9 stays 89.9), a database that is down, and
+ * ingest_free with writes in flight. Every wait is bounded by a timer.
+ */
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../support/unit.h"
+#include "journeyd/db.h"
+#include "journeyd/ingest.h"
+#include "journeyd/log.h"
+#include "journeyd/migrate.h"
+#include "journeyd/xmalloc.h"
+
+#define TEST_DB "journeyd_itest_ingest"
+
+static struct event_base *base;
+static PGconn *check; /* blocking connection that looks at what is committed */
+
+/* ---- helpers ---- */
+
+static char *read_port(void)
+{
+    const char *dir = getenv("JOURNEYD_PG_DIR");
+    if (!dir) {
+        fprintf(stderr, "JOURNEYD_PG_DIR is not set (run through ctest)\n");
+        exit(1);
+    }
+    char *path = jd_xasprintf("%s/port", dir);
+    char *port = unit_read_file(path, NULL);
+    free(path);
+    if (!port) {
+        fprintf(stderr, "no port file in %s: start the cluster with tests/support/pgctl\n", dir);
+        exit(1);
+    }
+    port[strcspn(port, "\n")] = '\0';
+    return port;
+}
+
+static void exec_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        unit_fail(__FILE__, __LINE__, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+}
+
+/* The first column of the first row of sql ($1 = p1) as a number; -1 on error. */
+static long count1(const char *sql, const char *p1)
+{
+    const char *params[] = {p1};
+    PGresult *r = PQexecParams(check, sql, p1 ? 1 : 0, NULL, params, NULL, NULL, 0);
+    long n = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        n = atol(PQgetvalue(r, 0, 0));
+    else
+        unit_fail(__FILE__, __LINE__, "%s: %s", sql, PQerrorMessage(check));
+    PQclear(r);
+    return n;
+}
+
+static void on_guard(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    *(bool *)arg = true;
+}
+
+/* Runs the loop until *done >= want or timeout_ms passes. */
+static bool wait_count(const int *done, int want, int timeout_ms)
+{
+    bool timed_out = false;
+    struct event *guard = evtimer_new(base, on_guard, &timed_out);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(guard, &tv);
+    while (*done < want && !timed_out)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(guard);
+    return *done >= want;
+}
+
+static bool all_connected(db_t **dbs, size_t n, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 20) {
+        bool all = true;
+        for (size_t i = 0; i < n; i++)
+            all &= db_connected(dbs[i]);
+        if (all)
+            return true;
+        int never = 1;
+        (void)wait_count(&never, 2, 20);
+    }
+    return false;
+}
+
+/* A normalised track event (the fields ingest writes to columns). */
+static json_t *track(const char *message_id, const char *user)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:f, s:s}}", "type", "track", "messageId",
+                     message_id, "userId", user, "event", "Viewed", "timestamp",
+                     "2026-11-23T09:30:00.000Z", "receivedAt", "2026-11-23T09:30:00.250Z",
+                     "properties", "price", 89.9, "currency", "EUR");
+}
+
+/* One submitted request and what its callback saw. */
+typedef struct req {
+    char prefix[32]; /* its events' messageIds start with this */
+    unsigned n_events;
+    int calls;
+    ingest_status_t status;
+    long visible; /* its rows committed when the callback ran */
+    long txids;   /* distinct transactions holding them */
+    int *done;
+} req_t;
+
+static bool in_submit;
+
+static void on_done(ingest_status_t st, void *arg)
+{
+    req_t *r = arg;
+    if (in_submit)
+        unit_fail(__FILE__, __LINE__, "callback of %s ran inside ingest_submit", r->prefix);
+    r->calls++;
+    r->status = st;
+    char *like = jd_xasprintf("%s%%", r->prefix);
+    r->visible = count1("SELECT count(*) FROM events WHERE message_id LIKE $1", like);
+    r->txids = count1("SELECT count(DISTINCT txid) FROM events WHERE message_id LIKE $1", like);
+    free(like);
+    (*r->done)++;
+}
+
+static ingest_refusal_t submit(ingest_t *ing, const char *source, req_t *r, unsigned n)
+{
+    json_t *events = json_array();
+    for (unsigned i = 0; i < n; i++) {
+        char id[48];
+        snprintf(id, sizeof(id), "%s%u", r->prefix, i);
+        json_array_append_new(events, track(id, r->prefix));
+    }
+    r->n_events = n;
+    in_submit = true;
+    ingest_refusal_t got = ingest_submit(ing, source, events, on_done, r);
+    in_submit = false;
+    json_decref(events);
+    return got;
+}
+
+typedef struct named {
+    const char *prefix;
+    size_t count;
+} named_t;
+
+static void count_named_fn(const db_t *db, void *arg)
+{
+    named_t *n = arg;
+    if (!strncmp(db_name(db), n->prefix, strlen(n->prefix)))
+        n->count++;
+}
+
+/* Open dbs whose name starts with prefix. */
+static size_t count_named(const char *prefix)
+{
+    named_t n = {prefix, 0};
+    db_foreach(count_named_fn, &n);
+    return n.count;
+}
+
+/* ---- tests ---- */
+
+/* Many requests at once over three connections: every callback exactly once,
+ * after its rows are visible, each request in one transaction; batch_rows
+ * splits the queue between whole requests only. */
+static void test_group_commit(const char *ci)
+{
+    db_t *db = db_open(base, "ingest", ci);
+    ingest_opts_t opts = {
+        .flush_ms = 5, .batch_rows = 10, .queue_max = 100000, .connections = 3, .conninfo = ci};
+    ingest_t *ing = ingest_new(base, db, &opts);
+    CHECK(count_named("ingest-") == 2);
+    db_t *dbs[] = {db};
+    CHECK(all_connected(dbs, 1, 10000));
+
+    enum { N = 120 };
+    req_t *reqs = jd_xcalloc(N, sizeof(*reqs));
+    int done = 0;
+    unsigned total = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(reqs[i].prefix, sizeof(reqs[i].prefix), "gc-%03d-", i);
+        reqs[i].done = &done;
+        /* 1..7 events; every 40th request is larger than batch_rows. */
+        unsigned n = i % 40 == 39 ? 15 : (unsigned)(i % 7) + 1;
+        total += n;
+        CHECK(submit(ing, i % 2 ? "web" : "app", &reqs[i], n) == INGEST_ACCEPTED);
+    }
+    CHECK(ingest_backlog(ing) == total);
+    CHECK(wait_count(&done, N, 30000));
+    for (int i = 0; i < N; i++) {
+        if (reqs[i].calls != 1 || reqs[i].status != INGEST_COMMITTED ||
+            reqs[i].visible != (long)reqs[i].n_events || reqs[i].txids != 1)
+            unit_fail(__FILE__, __LINE__,
+                      "%s: %d calls, status %d, %ld of %u rows visible in %ld transactions",
+                      reqs[i].prefix, reqs[i].calls, reqs[i].status, reqs[i].visible,
+                      reqs[i].n_events, reqs[i].txids);
+    }
+    CHECK(ingest_backlog(ing) == 0);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id LIKE 'gc-%'", NULL) == (long)total);
+    CHECK(count1("SELECT count(*) FROM event_dedup WHERE message_id LIKE 'gc-%'", NULL) ==
+          (long)total);
+    /* Several transactions were used, none holding more than batch_rows
+     * events except the requests larger than it. */
+    CHECK(count1("SELECT count(DISTINCT txid) FROM events WHERE message_id LIKE 'gc-%'", NULL) > 1);
+    CHECK(count1("SELECT max(n) FROM (SELECT count(*) AS n FROM events "
+                 "WHERE message_id LIKE 'gc-%' GROUP BY txid) t",
+                 NULL) <= 15);
+    /* A repeated flush of the same requests stores nothing new. */
+    int again = 0;
+    for (int i = 0; i < 3; i++) {
+        reqs[i].done = &again;
+        reqs[i].calls = 0;
+        CHECK(submit(ing, i % 2 ? "web" : "app", &reqs[i], reqs[i].n_events) == INGEST_ACCEPTED);
+    }
+    CHECK(wait_count(&again, 3, 10000));
+    for (int i = 0; i < 3; i++)
+        CHECK(reqs[i].calls == 1 && reqs[i].status == INGEST_COMMITTED);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id LIKE 'gc-%'", NULL) == (long)total);
+
+    db_close(db);
+    ingest_free(ing);
+    CHECK(count_named("ingest-") == 0);
+    free(reqs);
+}
+
+static void on_counted(ingest_status_t st, void *arg)
+{
+    if (st == INGEST_COMMITTED)
+        (*(int *)arg)++;
+}
+
+/* Duplicates in one request and across sources; the body as it was sent. */
+static void test_dedup_and_body(const char *ci)
+{
+    db_t *db = db_open(base, "ingest", ci);
+    ingest_opts_t opts = {.flush_ms = 5, .batch_rows = 500, .queue_max = 1000};
+    ingest_t *ing = ingest_new(base, db, &opts);
+    CHECK(count_named("ingest-") == 0);
+    db_t *dbs[] = {db};
+    CHECK(all_connected(dbs, 1, 10000));
+
+    json_error_t jerr;
+    json_t *odd =
+        json_loads("{\"type\":\"track\",\"messageId\":\"body-1\",\"userId\":\"u\\\"1\","
+                   "\"event\":\"E\\n\\t\\u0001\\u00e9\",\"timestamp\":"
+                   "\"2026-11-23T09:30:00.000Z\",\"receivedAt\":\"2026-11-23T09:30:00.000Z\","
+                   "\"properties\":{\"price\":89.9,\"one\":1.0,\"third\":0.30000000000000004,"
+                   "\"big\":-9223372036854775807,\"list\":[true,false,null,{},[]],"
+                   "\"s\":\"\\u2028/\\\\\"}}",
+                   0, &jerr);
+    CHECK(odd != NULL);
+    json_t *events = json_array();
+    json_array_append_new(events, odd);
+    json_array_append_new(events, track("dup-1", "u2"));
+    json_array_append_new(events, track("dup-1", "u2"));
+    int done = 0;
+    CHECK(ingest_submit(ing, "web", events, on_counted, &done) == INGEST_ACCEPTED);
+    CHECK(ingest_submit(ing, "app", events, on_counted, &done) == INGEST_ACCEPTED);
+    CHECK(ingest_submit(ing, "app", events, on_counted, &done) == INGEST_ACCEPTED);
+    CHECK(wait_count(&done, 3, 10000));
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'dup-1'", NULL) == 2);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'body-1'", NULL) == 2);
+
+    char *sent = json_dumps(odd, JSON_COMPACT);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'body-1' AND "
+                 "body - 'properties' = $1::jsonb - 'properties' "
+                 "AND user_id = 'u\"1' AND event = E'E\\n\\t\\u0001\\u00e9' AND type = 'track' "
+                 "AND ts = '2026-11-23T09:30:00Z' AND anonymous_id IS NULL",
+                 sent) == 2);
+    free(sent);
+    /* Reals keep their shortest spelling, integers stay integers. */
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'body-1' AND "
+                 "body->'properties'->>'price' = '89.9' AND body->'properties'->>'one' = '1.0' "
+                 "AND body->'properties'->>'third' = '0.30000000000000004' "
+                 "AND body->'properties'->>'big' = '-9223372036854775807' "
+                 "AND body->'properties'->'list' = '[true, false, null, {}, []]' "
+                 "AND body->'properties'->>'s' = E'\\u2028/\\\\'",
+                 NULL) == 2);
+    json_decref(events);
+    db_close(db);
+    ingest_free(ing);
+}
+
+static void on_status(ingest_status_t st, void *arg)
+{
+    req_t *r = arg;
+    r->calls++;
+    r->status = st;
+    (*r->done)++;
+}
+
+/* A batch the database refuses fails as a whole; the next one is fine. */
+static void test_refused(const char *ci)
+{
+    db_t *db = db_open(base, "ingest", ci);
+    ingest_opts_t opts = {.flush_ms = 5, .batch_rows = 500, .queue_max = 1000};
+    ingest_t *ing = ingest_new(base, db, &opts);
+    db_t *dbs[] = {db};
+    CHECK(all_connected(dbs, 1, 10000));
+    int done = 0;
+    req_t bad = {.done = &done}, good = {.done = &done};
+    json_t *events = json_array();
+    json_array_append_new(events, track("refused-1", "u"));
+    json_array_append_new(events, json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "bogus",
+                                            "messageId", "refused-2", "userId", "u", "timestamp",
+                                            "2026-11-23T09:30:00.000Z", "receivedAt",
+                                            "2026-11-23T09:30:00.000Z"));
+    CHECK(ingest_submit(ing, "web", events, on_status, &bad) == INGEST_ACCEPTED);
+    CHECK(wait_count(&done, 1, 10000));
+    CHECK(bad.calls == 1 && bad.status == INGEST_FAILED);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id LIKE 'refused-%'", NULL) == 0);
+    CHECK(count1("SELECT count(*) FROM event_dedup WHERE message_id LIKE 'refused-%'", NULL) == 0);
+    json_decref(events);
+    events = json_array();
+    json_array_append_new(events, track("refused-1", "u"));
+    CHECK(ingest_submit(ing, "web", events, on_status, &good) == INGEST_ACCEPTED);
+    CHECK(wait_count(&done, 2, 10000));
+    CHECK(good.calls == 1 && good.status == INGEST_COMMITTED);
+    json_decref(events);
+    db_close(db);
+    ingest_free(ing);
+}
+
+/* No connection: refused at once. Closing with writes in flight: each
+ * request hears INGEST_UNAVAILABLE exactly once. */
+static void test_down_and_free(const char *ci)
+{
+    char *dead = jd_xasprintf("host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2");
+    db_t *db = db_open(base, "ingest", dead);
+    ingest_opts_t opts = {.flush_ms = 5, .batch_rows = 500, .queue_max = 1000};
+    ingest_t *ing = ingest_new(base, db, &opts);
+    int done = 0;
+    req_t r = {.done = &done};
+    snprintf(r.prefix, sizeof(r.prefix), "down-");
+    CHECK(submit(ing, "web", &r, 2) == INGEST_DB_DOWN);
+    CHECK(ingest_backlog(ing) == 0);
+    db_close(db);
+    ingest_free(ing);
+    free(dead);
+
+    db = db_open(base, "ingest", ci);
+    opts.connections = 2;
+    opts.conninfo = ci;
+    opts.queue_max = 5;
+    ing = ingest_new(base, db, &opts);
+    db_t *dbs[] = {db};
+    CHECK(all_connected(dbs, 1, 10000));
+    req_t reqs[3] = {{.done = &done}, {.done = &done}, {.done = &done}};
+    for (int i = 0; i < 3; i++)
+        snprintf(reqs[i].prefix, sizeof(reqs[i].prefix), "close-%d-", i);
+    CHECK(submit(ing, "web", &reqs[0], 2) == INGEST_ACCEPTED);
+    CHECK(submit(ing, "web", &reqs[1], 2) == INGEST_ACCEPTED);
+    CHECK(reqs[0].calls == 0);                                   /* never inside ingest_submit */
+    CHECK(submit(ing, "web", &reqs[2], 2) == INGEST_QUEUE_FULL); /* 6 > queue_max */
+    /* Let the flushes start, then close before they can return. */
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    db_close(db);
+    ingest_free(ing);
+    CHECK(reqs[0].calls == 1 && reqs[1].calls == 1 && reqs[2].calls == 0);
+    CHECK(reqs[0].status == INGEST_UNAVAILABLE && reqs[1].status == INGEST_UNAVAILABLE);
+    CHECK(done == 2);
+}
+
+int main(void)
+{
+    log_level_t level = LOG_LVL_WARN;
+    const char *env = getenv("JOURNEYD_LOG_LEVEL");
+    if (env && !log_level_parse(env, &level))
+        level = LOG_LVL_WARN;
+    log_init(level);
+    base = event_base_new();
+
+    char *port = read_port();
+    char *admin_ci = jd_xasprintf("host=127.0.0.1 port=%s dbname=journeyd user=journeyd", port);
+    char *ci = jd_xasprintf("host=127.0.0.1 port=%s dbname=%s user=journeyd", port, TEST_DB);
+    free(port);
+    PGconn *admin = PQconnectdb(admin_ci);
+    if (PQstatus(admin) != CONNECTION_OK) {
+        fprintf(stderr, "PostgreSQL is not answering at %s: %s", admin_ci, PQerrorMessage(admin));
+        return 1;
+    }
+    exec_ok(admin, "DROP DATABASE IF EXISTS " TEST_DB " WITH (FORCE)");
+    exec_ok(admin, "CREATE DATABASE " TEST_DB " TEMPLATE template0");
+    if (migrate_run(ci) != 0) {
+        fprintf(stderr, "migrations failed\n");
+        return 1;
+    }
+    check = PQconnectdb(ci);
+    CHECK(PQstatus(check) == CONNECTION_OK);
+
+    test_group_commit(ci);
+    test_dedup_and_body(ci);
+    test_refused(ci);
+    test_down_and_free(ci);
+
+    PQfinish(check);
+    exec_ok(admin, "DROP DATABASE IF EXISTS " TEST_DB " WITH (FORCE)");
+    PQfinish(admin);
+    free(admin_ci);
+    free(ci);
+    event_base_free(base);
+    libevent_global_shutdown();
+    return unit_finish("itest_ingest");
+}
