@@ -1,8 +1,10 @@
 /* Conditions: evaluation in memory (see cond.h; the rules are docs/conditions.md). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cond_int.h"
 #include "journeyd/timefmt.h"
+#include "journeyd/xmalloc.h"
 
 /* How a value relates to a literal. NC: not comparable (different types). */
 typedef enum rel { R_LT, R_EQ, R_GT, R_NC } rel_t;
@@ -81,6 +83,34 @@ static bool contains(const json_t *v, const cond_lit_t *l)
     return false;
 }
 
+/* Runs the compiled pattern on a UTF-8 string. Patterns are ASCII only and
+ * the daemon runs in the C locale, where regexec reads bytes; PostgreSQL reads
+ * characters (with COLLATE "C": classes such as [[:alpha:]] are ASCII only).
+ * Mapping each non-ASCII character to the one byte 0x80, which no ASCII
+ * pattern matches literally or by class, makes `.` and [^...] count
+ * characters in both. */
+static bool pattern_match(const regex_t *re, const char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (unsigned char)s[i] < 0x80)
+        i++;
+    if (i == len)
+        return regexec(re, s, 0, NULL, 0) == 0;
+    char *copy = jd_xmalloc(len + 1);
+    size_t n = 0;
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x80)
+            copy[n++] = (char)ch;
+        else if ((ch & 0xc0) != 0x80) /* a lead byte: one character */
+            copy[n++] = (char)0x80;
+    }
+    copy[n] = '\0';
+    bool r = regexec(re, copy, 0, NULL, 0) == 0;
+    free(copy);
+    return r;
+}
+
 static const json_t *lookup(const cond_t *c, const cond_env_t *env)
 {
     const json_t *v;
@@ -143,7 +173,8 @@ static bool eval_cmp(const cond_t *c, const cond_env_t *env)
         return json_is_string(v) && json_string_length(v) >= c->lits[0].len &&
                memcmp(json_string_value(v), c->lits[0].text, c->lits[0].len) == 0;
     case CO_MATCHES:
-        return json_is_string(v) && regexec(&c->re, json_string_value(v), 0, NULL, 0) == 0;
+        return json_is_string(v) &&
+               pattern_match(&c->re, json_string_value(v), json_string_length(v));
     default:
         return false;
     }

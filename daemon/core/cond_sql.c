@@ -249,11 +249,11 @@ static bool emit_cmp(sqlgen_t *g, const cond_t *c, const char *event_alias)
         break;
     case CO_CONTAINS: {
         int a = ++g->alias_seq;
-        char *item = jd_xasprintf("x%d.v", a);
+        char *item = jd_xasprintf("jd_x%d.v", a);
         lps[0].text = param(g, c->lits[0].text);
         emit(g,
              "(CASE jsonb_typeof(%s) WHEN 'string' THEN strpos(%s #>> '{}', $%d::text) > 0"
-             " WHEN 'array' THEN EXISTS (SELECT 1 FROM jsonb_array_elements(%s) AS x%d(v)"
+             " WHEN 'array' THEN EXISTS (SELECT 1 FROM jsonb_array_elements(%s) AS jd_x%d(v)"
              " WHERE coalesce(",
              pv, pv, lps[0].text, pv, a);
         emit_compare(g, item, &c->lits[0], &lps[0], "=");
@@ -267,8 +267,10 @@ static bool emit_cmp(sqlgen_t *g, const cond_t *c, const char *event_alias)
              pv, pv, param(g, c->lits[0].text));
         break;
     case CO_MATCHES:
-        emit(g, "(CASE WHEN jsonb_typeof(%s) = 'string' THEN (%s #>> '{}') ~ $%d::text END)", pv,
-             pv, param(g, c->lits[0].text));
+        emit(g,
+             "(CASE WHEN jsonb_typeof(%s) = 'string' THEN (%s #>> '{}') COLLATE \"C\" ~ $%d::text "
+             "END)",
+             pv, pv, param(g, c->lits[0].text));
         break;
     }
     emit(g, ", false)");
@@ -283,7 +285,7 @@ static bool emit_event(sqlgen_t *g, const cond_t *c)
 {
     int a = ++g->alias_seq;
     char alias[16];
-    snprintf(alias, sizeof(alias), "a%d", a);
+    snprintf(alias, sizeof(alias), "jd_a%d", a);
     int64_t since = cond_since_ms(g->now_ms, c->within_ms);
     int64_t bound = cond_since_ms(g->now_ms, c->arg);
     const char *agg;
@@ -321,9 +323,11 @@ static bool emit_event(sqlgen_t *g, const cond_t *c)
     }
     emit(g,
          " FROM events %s WHERE %s.event = $%d::text AND %s.ts <= $%d::timestamptz AND"
-         " (%s.user_id IN (SELECT i%d.value FROM identities i%d WHERE i%d.profile_id = p.id AND"
-         " i%d.kind = 'user_id') OR %s.anonymous_id IN (SELECT i%d.value FROM identities i%d"
-         " WHERE i%d.profile_id = p.id AND i%d.kind = 'anonymous_id'))",
+         " (%s.user_id IN (SELECT jd_i%d.value FROM identities jd_i%d WHERE jd_i%d.profile_id = "
+         "p.id AND"
+         " jd_i%d.kind = 'user_id') OR %s.anonymous_id IN (SELECT jd_i%d.value FROM identities "
+         "jd_i%d"
+         " WHERE jd_i%d.profile_id = p.id AND jd_i%d.kind = 'anonymous_id'))",
          alias, alias, name, alias, now, alias, a, a, a, a, alias, a, a, a, a);
     if (since != INT64_MIN)
         emit(g, " AND %s.ts >= $%d::timestamptz", alias, param_time(g, since));
@@ -374,19 +378,20 @@ static void emit_message(sqlgen_t *g, const cond_t *c)
     int a = ++g->alias_seq;
     int j = param(g, c->journey), s = param(g, c->step);
     const char *kind = c->clicked ? "click" : "open";
-    char *sent = jd_xasprintf("SELECT 1 FROM outbox o%d WHERE o%d.profile_id = p.id AND"
-                              " o%d.journey_id = $%d::text AND o%d.step_id = $%d::text AND"
-                              " o%d.status = 'sent'",
+    char *sent = jd_xasprintf("SELECT 1 FROM outbox jd_o%d WHERE jd_o%d.profile_id = p.id AND"
+                              " jd_o%d.journey_id = $%d::text AND jd_o%d.step_id = $%d::text AND"
+                              " jd_o%d.status = 'sent'",
                               a, a, a, j, a, s, a);
     if (c->want)
         emit(g,
-             "EXISTS (%s AND EXISTS (SELECT 1 FROM engagements g%d WHERE g%d.outbox_id = o%d.id"
-             " AND g%d.kind = '%s'))",
+             "EXISTS (%s AND EXISTS (SELECT 1 FROM engagements jd_g%d WHERE jd_g%d.outbox_id = "
+             "jd_o%d.id"
+             " AND jd_g%d.kind = '%s'))",
              sent, a, a, a, a, kind);
     else
         emit(g,
-             "(EXISTS (%s) AND NOT EXISTS (%s AND EXISTS (SELECT 1 FROM engagements g%d WHERE"
-             " g%d.outbox_id = o%d.id AND g%d.kind = '%s')))",
+             "(EXISTS (%s) AND NOT EXISTS (%s AND EXISTS (SELECT 1 FROM engagements jd_g%d WHERE"
+             " jd_g%d.outbox_id = jd_o%d.id AND jd_g%d.kind = '%s')))",
              sent, sent, a, a, a, a, kind);
     free(sent);
 }
@@ -417,8 +422,8 @@ static bool emit_cond(sqlgen_t *g, const cond_t *c, const char *event_alias)
         return emit_event(g, c);
     case CK_SEGMENT:
         emit(g,
-             "EXISTS (SELECT 1 FROM segment_members sm%d WHERE sm%d.profile_id = p.id AND"
-             " sm%d.segment_id = $%d::text)",
+             "EXISTS (SELECT 1 FROM segment_members jd_sm%d WHERE jd_sm%d.profile_id = p.id AND"
+             " jd_sm%d.segment_id = $%d::text)",
              g->alias_seq + 1, g->alias_seq + 1, g->alias_seq + 1, param(g, c->name));
         g->alias_seq++;
         return true;
@@ -429,10 +434,12 @@ static bool emit_cond(sqlgen_t *g, const cond_t *c, const char *event_alias)
     return false;
 }
 
+/* An identifier that none of the aliases used here can shadow. */
 static bool alias_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 63 || (s[0] >= '0' && s[0] <= '9'))
+    if (n == 0 || n > 63 || (s[0] >= '0' && s[0] <= '9') || !strcmp(s, "p") ||
+        !strncmp(s, "jd_", 3))
         return false;
     for (size_t i = 0; i < n; i++)
         if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
@@ -445,7 +452,9 @@ bool cond_to_sql(const cond_t *c, const char *event_alias, int64_t now_ms, char 
                  char ***params, size_t *n_params, int *next_param, diag_t *d)
 {
     if (event_alias && !alias_ok(event_alias)) {
-        diag_add(d, NULL, 0, 0, "cond_to_sql: '%s' is not an SQL alias", event_alias);
+        diag_add(d, NULL, 0, 0,
+                 "cond_to_sql: '%s' is not a usable alias (an identifier other than p and jd_*)",
+                 event_alias);
         return false;
     }
     sqlgen_t g = {.first_param = *next_param, .now_ms = now_ms, .d = d};

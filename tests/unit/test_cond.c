@@ -702,6 +702,8 @@ static void test_sql_shape(void)
                   "t.yaml:3:5: property: conditions read the current event and cannot be used "
                   "here"));
     CHECK(!cond_to_sql(c, "e; DROP", now_ms(), &sql, &params, &n, &next, &d));
+    CHECK(!cond_to_sql(c, "p", now_ms(), &sql, &params, &n, &next, &d));
+    CHECK(!cond_to_sql(c, "jd_a1", now_ms(), &sql, &params, &n, &next, &d));
     CHECK(cond_to_sql(c, "ev", now_ms(), &sql, &params, &n, &next, &d));
     CHECK(sql && strstr(sql, "ev.body -> 'properties'") != NULL);
     free(sql);
@@ -719,7 +721,7 @@ static void test_sql_shape(void)
     n = 0;
     next = 1;
     CHECK(c && cond_to_sql(c, NULL, now_ms(), &sql, &params, &n, &next, &d));
-    CHECK(sql && strstr(sql, "a1.body -> 'properties'") != NULL);
+    CHECK(sql && strstr(sql, "jd_a1.body -> 'properties'") != NULL);
     CHECK(n == 6); /* name, now, since, the path key, the literal, the count */
     CHECK(n >= 3 && !strcmp(params[1], "2026-03-15T12:00:00.000Z"));
     free(sql);
