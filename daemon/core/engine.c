@@ -10,8 +10,8 @@ bool engine_triggers(const journey_t *j, const json_t *event)
 {
     const char *type = json_string_value(json_object_get(event, "type"));
     const char *name = json_string_value(json_object_get(event, "event"));
-    return type && name && !strcmp(type, "track") && j->trigger_event &&
-           !strcmp(name, j->trigger_event);
+    return type && name && !strcmp(type, "track") && j->trigger.event &&
+           !strcmp(name, j->trigger.event);
 }
 
 /* The data templates see: profile (traits), profile_id, event, journey, step. */

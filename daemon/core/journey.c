@@ -146,12 +146,15 @@ static bool parse_trigger(const node_t *n, journey_t *j, parse_ctx_t *pc)
     if (!node_expect(n, NODE_MAP, pc->d))
         return false;
     bool ok = node_check_keys(n, keys, pc->d);
-    j->trigger_event = scalar_dup(n, "event", true, pc);
-    if (j->trigger_event && !*j->trigger_event) {
+    j->trigger.kind = TRIGGER_EVENT;
+    j->trigger.line = n->line;
+    j->trigger.col = n->col;
+    j->trigger.event = scalar_dup(n, "event", true, pc);
+    if (j->trigger.event && !*j->trigger.event) {
         node_error(pc->d, node_get(n, "event"), "trigger event name must not be empty");
         ok = false;
     }
-    return ok && j->trigger_event;
+    return ok && j->trigger.event;
 }
 
 journey_t *journey_parse(const node_t *root, const char *file, const char *source,
@@ -199,6 +202,7 @@ journey_t *journey_parse(const node_t *root, const char *file, const char *sourc
             j->steps = jd_xcalloc(steps->count, sizeof(*j->steps));
             for (size_t i = 0; i < steps->count; i++) {
                 (void)parse_step(steps->items[i], &j->steps[i], &pc);
+                j->steps[i].next = i + 1 < steps->count ? (int)i + 1 : JOURNEY_END;
                 j->n_steps++;
                 for (size_t k = 0; k < i && j->steps[i].id; k++)
                     if (j->steps[k].id && !strcmp(j->steps[k].id, j->steps[i].id))
@@ -245,16 +249,22 @@ void journey_free(journey_t *j)
     free(j->name);
     free(j->description);
     free(j->file);
-    free(j->trigger_event);
+    free(j->trigger.event);
     free(j);
 }
 
 const journey_step_t *journey_step(const journey_t *j, const char *id)
 {
+    int i = journey_step_index(j, id);
+    return i < 0 ? NULL : &j->steps[i];
+}
+
+int journey_step_index(const journey_t *j, const char *id)
+{
     for (size_t i = 0; i < j->n_steps; i++)
         if (!strcmp(j->steps[i].id, id))
-            return &j->steps[i];
-    return NULL;
+            return (int)i;
+    return -1;
 }
 
 bool journey_set_add(journey_set_t *set, journey_t *j, diag_t *d)

@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             journey_parse(doc.root, "fuzz.yaml", (const char *)data, size, NULL, NULL, &d);
         if (j) {
             json_t *ev = json_pack("{s:s, s:s, s:{s:s}}", "type", "track", "event",
-                                   j->trigger_event, "properties", "plan", "pro");
+                                   j->trigger.event, "properties", "plan", "pro");
             json_t *traits = json_pack("{s:s, s:s}", "email", "a@b.example", "name", "A");
             engine_input_t in = {.event = ev, .traits = traits, .profile_id = 1};
             engine_out_t out = {0};

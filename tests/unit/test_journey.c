@@ -65,7 +65,7 @@ static void test_parse_and_run(void)
         return;
     }
     CHECK_STR(j->id, "welcome");
-    CHECK_STR(j->trigger_event, "Signed Up");
+    CHECK_STR(j->trigger.event, "Signed Up");
     CHECK(j->n_steps == 3);
     CHECK(strlen(j->hash) == 64);
     CHECK(journey_step(j, "hook") == &j->steps[1]);
