@@ -25,7 +25,9 @@
 #include "journeyd/metrics.h"
 #include "journeyd/migrate.h"
 #include "journeyd/processor.h"
+#include "journeyd/registry.h"
 #include "journeyd/sdnotify.h"
+#include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
 
 #define SHUTDOWN_GRACE_S 25
@@ -34,7 +36,8 @@ typedef struct app {
     config_t config;
     struct event_base *base;
     keyring_t *keys;
-    journey_set_t *journeys; /* the live set; swapped whole on reload */
+    registry_t *registry; /* journeys: the live set, and older versions for runs in flight */
+    tzdb_t *tzdb;
     db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance;
     http_server_t *http;
     ingest_t *ingest;
@@ -188,14 +191,6 @@ static journey_set_t *load_journeys(const app_t *app, diag_t *d)
     return set;
 }
 
-static void free_journeys(journey_set_t *set)
-{
-    if (set) {
-        journey_set_free(set);
-        free(set);
-    }
-}
-
 /* Builds the new set aside and swaps it in only when all of it is valid;
  * otherwise the old set stays and every problem is logged and left in d. */
 static bool reload_journeys(app_t *app, const char *via, diag_t *d)
@@ -206,17 +201,16 @@ static bool reload_journeys(app_t *app, const char *via, diag_t *d)
             log_error("reload: %s", d->msgs[i]);
         metric_add(app->m_reloads, (const char *[]){"failed"}, 1);
         log_error("reload (%s): journeys in %s are invalid; keeping the %zu loaded before", via,
-                  app->config.journeys_dir, app->journeys->count);
+                  app->config.journeys_dir, registry_current(app->registry)->count);
         return false;
     }
-    /* The processor reads the set only inside its callbacks, never across
-     * them, so freeing the old set here cannot pull it from under a batch. */
-    free_journeys(app->journeys);
-    app->journeys = fresh;
+    /* Earlier versions stay in the registry for the runs still on them. */
+    size_t count = fresh->count;
+    registry_install(app->registry, fresh);
+    free(fresh);
     metric_add(app->m_reloads, (const char *[]){"ok"}, 1);
-    metric_set(app->m_journeys, NULL, (double)fresh->count);
-    log_info("reload (%s): %zu journeys loaded from %s", via, fresh->count,
-             app->config.journeys_dir);
+    metric_set(app->m_journeys, NULL, (double)count);
+    log_info("reload (%s): %zu journeys loaded from %s", via, count, app->config.journeys_dir);
     return true;
 }
 
@@ -329,10 +323,14 @@ typedef struct ready_check {
  * current, so they never run against an outdated database. */
 static void start_workers(app_t *app)
 {
-    processor_opts_t popts = {
-        .batch_size = 500, .poll_ms = 1000, .channel = connector_channel, .channel_ctx = app};
-    app->processor = processor_new(app->base, app->db_processor,
-                                   (const journey_set_t *const *)&app->journeys, &popts);
+    processor_opts_t popts = {.batch_size = 500,
+                              .poll_ms = 1000,
+                              .registry = app->registry,
+                              .channel = connector_channel,
+                              .channel_ctx = app,
+                              .tzdb = app->tzdb,
+                              .default_tz = tz_utc()};
+    app->processor = processor_new(app->base, app->db_processor, &popts);
     char host[128] = "localhost";
     gethostname(host, sizeof(host) - 1);
     char *owner = jd_xasprintf("%s:%d", host, (int)getpid());
@@ -474,9 +472,9 @@ static void handle_reload(http_req_t *r, void *arg)
                                   "message", "the journeys are invalid; the old set stays loaded",
                                   "errors", errors));
     } else {
-        http_reply_json(
-            r, 200,
-            json_pack("{s:b, s:I}", "success", 1, "journeys", (json_int_t)app->journeys->count));
+        http_reply_json(r, 200,
+                        json_pack("{s:b, s:I}", "success", 1, "journeys",
+                                  (json_int_t)registry_current(app->registry)->count));
     }
     diag_free(&d);
 }
@@ -540,7 +538,8 @@ static void app_free(app_t *app)
         if (evs[i])
             event_free(evs[i]);
     keyring_free(app->keys);
-    free_journeys(app->journeys);
+    registry_free(app->registry);
+    tzdb_free(app->tzdb);
     if (app->base)
         event_base_free(app->base);
     config_free(&app->config);
@@ -581,17 +580,22 @@ static int cmd_serve(int argc, char **argv)
     metrics_add_collector(collect_metrics, &app);
 
     diag_t jd = {0};
-    app.journeys = load_journeys(&app, &jd);
+    journey_set_t *first = load_journeys(&app, &jd);
     for (size_t i = 0; i < jd.count; i++)
         log_error("%s", jd.msgs[i]);
     diag_free(&jd);
-    if (!app.journeys) {
+    if (!first) {
         log_error("the journeys in %s are invalid; not starting", app.config.journeys_dir);
         app.exit_code = 1;
         goto done;
     }
-    metric_set(app.m_journeys, NULL, (double)app.journeys->count);
-    log_info("journeyd %s: %zu journeys loaded from %s", JOURNEYD_VERSION, app.journeys->count,
+    app.registry = registry_new();
+    app.tzdb = tzdb_new(NULL);
+    size_t n_journeys = first->count;
+    registry_install(app.registry, first);
+    free(first);
+    metric_set(app.m_journeys, NULL, (double)n_journeys);
+    log_info("journeyd %s: %zu journeys loaded from %s", JOURNEYD_VERSION, n_journeys,
              app.config.journeys_dir);
 
     app.base = event_base_new();

@@ -27,9 +27,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_t *ev = json_pack("{s:s, s:s, s:{s:s}}", "type", "track", "event",
                                    j->trigger.event, "properties", "plan", "pro");
             json_t *traits = json_pack("{s:s, s:s}", "email", "a@b.example", "name", "A");
-            engine_input_t in = {.event = ev, .traits = traits, .profile_id = 1};
+            engine_ctx_t ctx = {.event = ev,
+                                .trigger_event = ev,
+                                .traits = traits,
+                                .profile_id = 1,
+                                .channel = channel};
+            run_state_t run;
             engine_out_t out = {0};
-            engine_enter(j, &in, channel, NULL, &out);
+            engine_start(j, &run, &ctx, &out);
+            engine_out_free(&out);
+            engine_on_timer(j, &run, &ctx, &out);
             engine_out_free(&out);
             json_decref(ev);
             json_decref(traits);
