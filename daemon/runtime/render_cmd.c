@@ -196,36 +196,54 @@ static char *load_partial(void *ctx, const char *name, size_t *len)
     return NULL;
 }
 
-/* If msg has `prefix` at position at, returns a copy with it replaced. */
-static char *replace_at(char *msg, size_t at, const char *prefix, const char *with)
+/* Whether s starts with "NAME:<digits>:<digits>: ", the way diag names a file. */
+static bool names_file(const char *s, const char *name)
 {
-    size_t n = strlen(prefix);
-    if (strncmp(msg + at, prefix, n) != 0)
-        return msg;
+    size_t n = strlen(name);
+    if (strncmp(s, name, n) != 0 || s[n] != ':')
+        return false;
+    s += n + 1;
+    for (int part = 0; part < 2; part++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        while (*s >= '0' && *s <= '9')
+            s++;
+        if (*s++ != ':')
+            return false;
+    }
+    return *s == ' ';
+}
+
+/* Returns msg with the n bytes at `at` replaced by `with`; takes msg. */
+static char *splice_msg(char *msg, size_t at, size_t n, const char *with)
+{
     char *s = jd_xasprintf("%.*s%s%s", (int)at, msg, with, msg + at + n);
     free(msg);
     return s;
 }
 
 /* The core names a partial by the name the template used; the marketer
- * needs the file. Rewrites "NAME:line:col:" at the start of msg and after
- * "in partial 'NAME': " into the path of each partial read. Takes msg. */
+ * needs the file. Rewrites the "NAME:line:col: " that starts msg, and the
+ * one after "in partial 'NAME': ", into the path the partial was read from.
+ * Takes msg, returns the new message. */
 static char *name_partial_files(const partial_ctx_t *pc, char *msg)
 {
+    const found_partial_t *best = NULL;
     for (size_t i = 0; i < pc->nfound; i++) {
         const found_partial_t *f = &pc->found[i];
-        if (!strcmp(f->name, f->path) || !strcmp(f->name, pc->main))
-            continue;
-        char *from = jd_xasprintf("%s:", f->name);
-        char *to = jd_xasprintf("%s:", f->path);
-        msg = replace_at(msg, 0, from, to);
+        if (names_file(msg, f->name) && !names_file(msg, pc->main) &&
+            (!best || strlen(f->name) > strlen(best->name)))
+            best = f;
+    }
+    if (best)
+        msg = splice_msg(msg, 0, strlen(best->name), best->path);
+    for (size_t i = 0; i < pc->nfound; i++) {
+        const found_partial_t *f = &pc->found[i];
         char *intro = jd_xasprintf("in partial '%s': ", f->name);
         char *p = strstr(msg, intro);
-        if (p)
-            msg = replace_at(msg, (size_t)(p - msg) + strlen(intro), from, to);
+        if (p && names_file(p + strlen(intro), f->name))
+            msg = splice_msg(msg, (size_t)(p - msg) + strlen(intro), strlen(f->name), f->path);
         free(intro);
-        free(from);
-        free(to);
     }
     return msg;
 }

@@ -129,6 +129,19 @@ class Render(unittest.TestCase):
         self.assertFails(r, 1, f"{p}:3:11: divided by 0")
         self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
 
+    def test_error_in_a_nested_partial_names_the_innermost_file(self):
+        t = self.write("m/t.liquid", "{% render 'outer' %}")
+        self.write("m/_outer.liquid", "o\n{% include 'inner' %}")
+        inner = self.write("m/inner.liquid", "i\n  {{ 1 | modulo: 0 }}")
+        r = self.render(t)
+        self.assertFails(r, 1, f"{inner}:2:10: divided by 0")
+        self.assertTrue(r.stderr.startswith(f"{inner}:2:10: divided by 0"), r.stderr)
+        os.unlink(inner)
+        r = self.render(t)
+        outer = os.path.join(self.tmp, "m", "_outer.liquid")
+        self.assertFails(r, 1, f"{outer}:2:1: no template named 'inner' (looked for inner, "
+                               f"inner.liquid and _inner.liquid in {self.tmp}/m/)")
+
     def test_parse_error_inside_a_partial(self):
         t = self.write("t.liquid", "a\n  {% include 'broken' %}")
         p = self.write("broken.liquid", "{% nope %}")
