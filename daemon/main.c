@@ -26,6 +26,7 @@
 #include "journeyd/migrate.h"
 #include "journeyd/processor.h"
 #include "journeyd/registry.h"
+#include "journeyd/render_cmd.h"
 #include "journeyd/sdnotify.h"
 #include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
@@ -66,6 +67,7 @@ static int usage(FILE *out)
                  "  serve -c FILE               run the daemon\n"
                  "  migrate -c FILE             apply pending database migrations\n"
                  "  check [-c FILE] PATH...     validate journey files (and their connectors)\n"
+                 "  render TEMPLATE [--data F]  preview a Liquid template with JSON data\n"
                  "  version                     print the version\n"
                  "\n"
                  "Run 'journeyd COMMAND --help' for a command's options.\n"
@@ -678,6 +680,8 @@ int main(int argc, char **argv)
         return cmd_migrate(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "render"))
+        return render_cmd_main(argc - 1, argv + 1);
     fprintf(stderr, "journeyd: unknown command '%s'\n", cmd);
     return usage(stderr);
 }
