@@ -15,6 +15,8 @@
 #include "journeyd/db.h"
 #include "journeyd/deliver.h"
 #include "journeyd/dispatcher.h"
+#include "journeyd/forms_api.h"
+#include "journeyd/forms_load.h"
 #include "journeyd/http.h"
 #include "journeyd/ingest.h"
 #include "journeyd/ingest_api.h"
@@ -34,6 +36,8 @@ typedef struct app {
     struct event_base *base;
     keyring_t *keys;
     journey_set_t *journeys; /* the live set; swapped whole on reload */
+    form_set_t *forms;       /* the live web forms; swapped with the journeys */
+    forms_api_t *forms_api;
     db_t *db_control, *db_ingest, *db_processor, *db_dispatcher;
     http_server_t *http;
     ingest_t *ingest;
@@ -146,15 +150,25 @@ static int cmd_check(int argc, char **argv)
     journey_set_t set = {0};
     diag_t d = {0};
     bool ok = true;
-    for (int i = optind; i < argc; i++)
-        ok &= journeys_load_path(argv[i], &set, &d);
+    form_set_t forms = {0};
+    for (int i = optind; i < argc; i++) {
+        /* A forms folder (or a file in one) holds forms; a journeys folder
+         * holds journeys, and forms in its forms/ subfolder. */
+        if (forms_is_forms_path(argv[i]))
+            ok &= forms_load_path(argv[i], &forms, &d);
+        else
+            ok &= journeys_load_path(argv[i], &set, &d) & forms_load_journeys(argv[i], &forms, &d);
+    }
     if (ok && have_config)
         ok = journeys_check_connectors(&set, &c, &d);
     diag_print(&d, stderr);
     if (ok)
         printf("%zu journey%s OK\n", set.count, set.count == 1 ? "" : "s");
+    if (ok && forms.count)
+        printf("%zu form%s OK\n", forms.count, forms.count == 1 ? "" : "s");
     diag_free(&d);
     journey_set_free(&set);
+    form_set_free(&forms);
     if (have_config)
         config_free(&c);
     return ok ? 0 : 1;
@@ -194,12 +208,35 @@ static void free_journeys(journey_set_t *set)
     }
 }
 
+/* Loads <journeys>/forms into a new set; NULL (errors in d) if any file is invalid. */
+static form_set_t *load_forms(const app_t *app, diag_t *d)
+{
+    form_set_t *set = jd_xcalloc(1, sizeof(*set));
+    if (!forms_load_journeys(app->config.journeys_dir, set, d)) {
+        form_set_free(set);
+        free(set);
+        return NULL;
+    }
+    return set;
+}
+
+static void free_forms(form_set_t *set)
+{
+    if (set) {
+        form_set_free(set);
+        free(set);
+    }
+}
+
 /* Builds the new set aside and swaps it in only when all of it is valid;
  * otherwise the old set stays and every problem is logged and left in d. */
 static bool reload_journeys(app_t *app, const char *via, diag_t *d)
 {
     journey_set_t *fresh = load_journeys(app, d);
-    if (!fresh) {
+    form_set_t *fresh_forms = load_forms(app, d);
+    if (!fresh || !fresh_forms) {
+        free_journeys(fresh);
+        free_forms(fresh_forms);
         for (size_t i = 0; i < d->count; i++)
             log_error("reload: %s", d->msgs[i]);
         metric_add(app->m_reloads, (const char *[]){"failed"}, 1);
@@ -211,6 +248,9 @@ static bool reload_journeys(app_t *app, const char *via, diag_t *d)
      * them, so freeing the old set here cannot pull it from under a batch. */
     free_journeys(app->journeys);
     app->journeys = fresh;
+    free_forms(app->forms); /* forms_api keeps nothing of a form past a handler call */
+    app->forms = fresh_forms;
+    log_info("reload (%s): %zu forms loaded", via, fresh_forms->count);
     metric_add(app->m_reloads, (const char *[]){"ok"}, 1);
     metric_set(app->m_journeys, NULL, (double)fresh->count);
     log_info("reload (%s): %zu journeys loaded from %s", via, fresh->count,
@@ -525,6 +565,7 @@ static void app_free(app_t *app)
     dispatcher_free(app->dispatcher);
     processor_free(app->processor);
     ingest_api_free(app->ingest_api);
+    forms_api_free(app->forms_api);
     ingest_free(app->ingest);
     http_server_free(app->http);
     struct event *evs[] = {app->sig_term, app->sig_int, app->sig_hup, app->watchdog,
@@ -534,6 +575,7 @@ static void app_free(app_t *app)
             event_free(evs[i]);
     keyring_free(app->keys);
     free_journeys(app->journeys);
+    free_forms(app->forms);
     if (app->base)
         event_base_free(app->base);
     config_free(&app->config);
@@ -583,6 +625,16 @@ static int cmd_serve(int argc, char **argv)
         app.exit_code = 1;
         goto done;
     }
+    app.forms = load_forms(&app, &jd);
+    for (size_t i = 0; i < jd.count; i++)
+        log_error("%s", jd.msgs[i]);
+    diag_free(&jd);
+    if (!app.forms) {
+        log_error("the forms in %s/forms are invalid; not starting", app.config.journeys_dir);
+        app.exit_code = 1;
+        goto done;
+    }
+    log_info("%zu web forms loaded", app.forms->count);
     metric_set(app.m_journeys, NULL, (double)app.journeys->count);
     log_info("journeyd %s: %zu journeys loaded from %s", JOURNEYD_VERSION, app.journeys->count,
              app.config.journeys_dir);
@@ -606,6 +658,8 @@ static int cmd_serve(int argc, char **argv)
     app.ingest = ingest_new(app.base, app.db_ingest, &iopts);
     app.ingest_api = ingest_api_new(app.ingest, app.keys);
     ingest_api_register(app.ingest_api, app.http);
+    app.forms_api = forms_api_new(app.ingest, (const form_set_t *const *)&app.forms);
+    forms_api_register(app.forms_api, app.http);
     app.curl = curl_loop_new(app.base);
     http_server_route(app.http, "GET", "/healthz", "healthz", handle_healthz, &app);
     http_server_route(app.http, "GET", "/readyz", "readyz", handle_readyz, &app);
