@@ -696,8 +696,8 @@ char *form_error_url(const char *base, const char *reason, const char *field)
 }
 
 /* q of one media range entry "type/sub;q=0.5" matched against want
- * ("application/json"); -1 if it does not match. *spec gets 0 (star/star),
- * 1 (type/star) or 2 (exact). */
+ * ("application/json"); -1 if it does not match. *spec gets 0 for any type,
+ * 1 for "type/" plus a star, 2 for an exact match. */
 static double accept_match(const char *range, size_t len, const char *want, int *spec)
 {
     while (len > 0 && is_space(*range))
@@ -738,18 +738,20 @@ static double accept_match(const char *range, size_t len, const char *want, int 
     return q;
 }
 
-static double accept_q(const char *accept, const char *want)
+/* The q-value an Accept header gives want, from its most specific match;
+ * *spec gets that match's specificity (-1: none). */
+static double accept_q(const char *accept, const char *want, int *best_spec)
 {
     double best_q = 0;
-    int best_spec = -1;
+    *best_spec = -1;
     const char *p = accept;
     while (*p) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         int spec = -1;
         double q = accept_match(p, len, want, &spec);
-        if (q >= 0 && spec > best_spec) {
-            best_spec = spec;
+        if (q >= 0 && spec > *best_spec) {
+            *best_spec = spec;
             best_q = q;
         }
         p += len + (comma ? 1 : 0);
@@ -761,7 +763,11 @@ bool form_prefers_json(const char *accept)
 {
     if (!accept || strlen(accept) > 4096)
         return false;
-    return accept_q(accept, "application/json") > accept_q(accept, "text/html");
+    int json_spec, html_spec;
+    double json = accept_q(accept, "application/json", &json_spec);
+    double html = accept_q(accept, "text/html", &html_spec);
+    /* On a tie, the type named more precisely wins ("application/json" over any type). */
+    return json > html || (json > 0 && json == html && json_spec > html_spec);
 }
 
 static bool anon_char(char c)
