@@ -440,7 +440,7 @@ bool form_email_valid(const char *s)
     size_t labels = 0, label_len = 0;
     for (const char *p = dom;; p++) {
         if (*p == '.' || *p == '\0') {
-            if (label_len == 0 || label_len > 63 || p[-1] == '-' || p[-label_len] == '-')
+            if (label_len == 0 || label_len > 63 || p[-1] == '-' || *(p - label_len) == '-')
                 return false;
             labels++;
             label_len = 0;

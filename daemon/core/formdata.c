@@ -208,6 +208,8 @@ bool formdata_boundary(const char *content_type, char *out, formdata_error_t *er
                         "the Content-Type gives the boundary parameter twice");
         found = true;
         size_t n = strlen(value);
+        if (n == 0)
+            return fail(err, FORMDATA_MALFORMED, NULL, "the multipart boundary is empty");
         if (n > FORMDATA_MAX_BOUNDARY)
             return fail(err, FORMDATA_MALFORMED, NULL,
                         "the multipart boundary is longer than %d characters",

@@ -224,6 +224,8 @@ static void test_kind_and_boundary(void)
     CHECK(e.status == FORMDATA_MALFORMED);
     CHECK(strstr(e.message, "no boundary") != NULL);
     CHECK(!formdata_boundary("multipart/form-data; boundary=", b, &e));
+    CHECK(!formdata_boundary("multipart/form-data; boundary=\"\"", b, &e));
+    CHECK(strstr(e.message, "empty") != NULL);
     CHECK(!formdata_boundary("multipart/form-data; boundary=\"unterminated", b, &e));
     CHECK(!formdata_boundary("multipart/form-data; boundary=\"ends with space \"", b, &e));
     CHECK(!formdata_boundary("multipart/form-data; boundary=a; boundary=b", b, &e));
