@@ -15,6 +15,8 @@
 #include "journeyd/db.h"
 #include "journeyd/deliver.h"
 #include "journeyd/dispatcher.h"
+#include "journeyd/forms_api.h"
+#include "journeyd/forms_load.h"
 #include "journeyd/http.h"
 #include "journeyd/ingest.h"
 #include "journeyd/ingest_api.h"
@@ -39,6 +41,8 @@ typedef struct app {
     keyring_t *keys;
     registry_t *registry; /* journeys: the live set, and older versions for runs in flight */
     tzdb_t *tzdb;
+    form_set_t *forms; /* the live web forms; swapped with the journeys */
+    forms_api_t *forms_api;
     db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance;
     http_server_t *http;
     ingest_t *ingest;
@@ -153,15 +157,25 @@ static int cmd_check(int argc, char **argv)
     journey_set_t set = {0};
     diag_t d = {0};
     bool ok = true;
-    for (int i = optind; i < argc; i++)
-        ok &= journeys_load_path(argv[i], &set, &d);
+    form_set_t forms = {0};
+    for (int i = optind; i < argc; i++) {
+        /* A forms folder (or a file in one) holds forms; a journeys folder
+         * holds journeys, and forms in its forms/ subfolder. */
+        if (forms_is_forms_path(argv[i]))
+            ok &= forms_load_path(argv[i], &forms, &d);
+        else
+            ok &= journeys_load_path(argv[i], &set, &d) & forms_load_journeys(argv[i], &forms, &d);
+    }
     if (ok && have_config)
         ok = journeys_check_connectors(&set, &c, &d);
     diag_print(&d, stderr);
     if (ok)
         printf("%zu journey%s OK\n", set.count, set.count == 1 ? "" : "s");
+    if (ok && forms.count)
+        printf("%zu form%s OK\n", forms.count, forms.count == 1 ? "" : "s");
     diag_free(&d);
     journey_set_free(&set);
+    form_set_free(&forms);
     if (have_config)
         config_free(&c);
     return ok ? 0 : 1;
@@ -193,12 +207,43 @@ static journey_set_t *load_journeys(const app_t *app, diag_t *d)
     return set;
 }
 
+static void free_journeys(journey_set_t *set)
+{
+    if (set) {
+        journey_set_free(set);
+        free(set);
+    }
+}
+
+/* Loads <journeys>/forms into a new set; NULL (errors in d) if any file is invalid. */
+static form_set_t *load_forms(const app_t *app, diag_t *d)
+{
+    form_set_t *set = jd_xcalloc(1, sizeof(*set));
+    if (!forms_load_journeys(app->config.journeys_dir, set, d)) {
+        form_set_free(set);
+        free(set);
+        return NULL;
+    }
+    return set;
+}
+
+static void free_forms(form_set_t *set)
+{
+    if (set) {
+        form_set_free(set);
+        free(set);
+    }
+}
+
 /* Builds the new set aside and swaps it in only when all of it is valid;
  * otherwise the old set stays and every problem is logged and left in d. */
 static bool reload_journeys(app_t *app, const char *via, diag_t *d)
 {
     journey_set_t *fresh = load_journeys(app, d);
-    if (!fresh) {
+    form_set_t *fresh_forms = load_forms(app, d);
+    if (!fresh || !fresh_forms) {
+        free_journeys(fresh);
+        free_forms(fresh_forms);
         for (size_t i = 0; i < d->count; i++)
             log_error("reload: %s", d->msgs[i]);
         metric_add(app->m_reloads, (const char *[]){"failed"}, 1);
@@ -210,6 +255,9 @@ static bool reload_journeys(app_t *app, const char *via, diag_t *d)
     size_t count = fresh->count;
     registry_install(app->registry, fresh);
     free(fresh);
+    free_forms(app->forms); /* forms_api keeps nothing of a form past a handler call */
+    app->forms = fresh_forms;
+    log_info("reload (%s): %zu forms loaded", via, fresh_forms->count);
     metric_add(app->m_reloads, (const char *[]){"ok"}, 1);
     metric_set(app->m_journeys, NULL, (double)count);
     log_info("reload (%s): %zu journeys loaded from %s", via, count, app->config.journeys_dir);
@@ -532,6 +580,7 @@ static void app_free(app_t *app)
     dispatcher_free(app->dispatcher);
     processor_free(app->processor);
     ingest_api_free(app->ingest_api);
+    forms_api_free(app->forms_api);
     ingest_free(app->ingest);
     http_server_free(app->http);
     struct event *evs[] = {app->sig_term, app->sig_int, app->sig_hup, app->watchdog,
@@ -542,6 +591,7 @@ static void app_free(app_t *app)
     keyring_free(app->keys);
     registry_free(app->registry);
     tzdb_free(app->tzdb);
+    free_forms(app->forms);
     if (app->base)
         event_base_free(app->base);
     config_free(&app->config);
@@ -591,6 +641,17 @@ static int cmd_serve(int argc, char **argv)
         app.exit_code = 1;
         goto done;
     }
+    app.forms = load_forms(&app, &jd);
+    for (size_t i = 0; i < jd.count; i++)
+        log_error("%s", jd.msgs[i]);
+    diag_free(&jd);
+    if (!app.forms) {
+        log_error("the forms in %s/forms are invalid; not starting", app.config.journeys_dir);
+        free_journeys(first);
+        app.exit_code = 1;
+        goto done;
+    }
+    log_info("%zu web forms loaded", app.forms->count);
     app.registry = registry_new();
     app.tzdb = tzdb_new(NULL);
     size_t n_journeys = first->count;
@@ -619,6 +680,8 @@ static int cmd_serve(int argc, char **argv)
     app.ingest = ingest_new(app.base, app.db_ingest, &iopts);
     app.ingest_api = ingest_api_new(app.ingest, app.keys, &app.config);
     ingest_api_register(app.ingest_api, app.http);
+    app.forms_api = forms_api_new(app.ingest, (const form_set_t *const *)&app.forms);
+    forms_api_register(app.forms_api, app.http);
     app.curl = curl_loop_new(app.base);
     http_server_route(app.http, "GET", "/healthz", "healthz", handle_healthz, &app);
     http_server_route(app.http, "GET", "/readyz", "readyz", handle_readyz, &app);
