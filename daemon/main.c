@@ -29,6 +29,7 @@
 #include "journeyd/processor.h"
 #include "journeyd/registry.h"
 #include "journeyd/render_cmd.h"
+#include "journeyd/scheduler.h"
 #include "journeyd/sdnotify.h"
 #include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
@@ -43,11 +44,12 @@ typedef struct app {
     tzdb_t *tzdb;
     form_set_t *forms; /* the live web forms; swapped with the journeys */
     forms_api_t *forms_api;
-    db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance;
+    db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance, *db_scheduler;
     http_server_t *http;
     ingest_t *ingest;
     ingest_api_t *ingest_api;
     processor_t *processor;
+    scheduler_t *scheduler;
     dispatcher_t *dispatcher;
     maintenance_t *maintenance;
     curl_loop_t *curl;
@@ -55,7 +57,7 @@ typedef struct app {
     bool schema_checked; /* migrations verified once since start */
     bool ready_sent;
     bool stopping;
-    bool processor_stopped, dispatcher_stopped;
+    bool processor_stopped, dispatcher_stopped, scheduler_stopped;
     int64_t shutdown_deadline_polls;
     int exit_code;
     metric_t *m_reloads, *m_journeys, *m_db_state, *m_db_queue;
@@ -258,6 +260,8 @@ static bool reload_journeys(app_t *app, const char *via, diag_t *d)
     free_forms(app->forms); /* forms_api keeps nothing of a form past a handler call */
     app->forms = fresh_forms;
     log_info("reload (%s): %zu forms loaded", via, fresh_forms->count);
+    if (app->scheduler)
+        scheduler_journeys_changed(app->scheduler);
     metric_add(app->m_reloads, (const char *[]){"ok"}, 1);
     metric_set(app->m_journeys, NULL, (double)count);
     log_info("reload (%s): %zu journeys loaded from %s", via, count, app->config.journeys_dir);
@@ -292,7 +296,7 @@ static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
     (void)what;
     app_t *app = arg;
     bool idle = http_server_pending(app->http) == 0 && ingest_backlog(app->ingest) == 0 &&
-                app->processor_stopped && app->dispatcher_stopped;
+                app->processor_stopped && app->dispatcher_stopped && app->scheduler_stopped;
     if (idle) {
         finish_shutdown(app);
         return;
@@ -319,6 +323,11 @@ static void on_dispatcher_stopped(void *arg)
     ((app_t *)arg)->dispatcher_stopped = true;
 }
 
+static void on_scheduler_stopped(void *arg)
+{
+    ((app_t *)arg)->scheduler_stopped = true;
+}
+
 static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -342,6 +351,10 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
         dispatcher_stop(app->dispatcher, on_dispatcher_stopped, app);
     else
         app->dispatcher_stopped = true;
+    if (app->scheduler)
+        scheduler_stop(app->scheduler, on_scheduler_stopped, app);
+    else
+        app->scheduler_stopped = true;
     app->shutdown_deadline_polls = SHUTDOWN_GRACE_S * 20;
     struct timeval tv = {0, 50000};
     event_add(app->shutdown_poll, &tv);
@@ -369,6 +382,13 @@ typedef struct ready_check {
     http_req_t *req; /* NULL for the start-up check */
 } ready_check_t;
 
+static void kick_scheduler(void *arg)
+{
+    app_t *app = arg;
+    if (app->scheduler)
+        scheduler_kick(app->scheduler);
+}
+
 /* The processor and the dispatcher start once the schema is known to be
  * current, so they never run against an outdated database. */
 static void start_workers(app_t *app)
@@ -379,8 +399,19 @@ static void start_workers(app_t *app)
                               .channel = connector_channel,
                               .channel_ctx = app,
                               .tzdb = app->tzdb,
-                              .default_tz = tz_utc()};
+                              .default_tz = tz_utc(),
+                              .on_commit = kick_scheduler,
+                              .on_commit_arg = app};
     app->processor = processor_new(app->base, app->db_processor, &popts);
+    app->db_scheduler = db_open(app->base, "scheduler", app->config.db_conninfo);
+    scheduler_opts_t sopts = {.batch_size = 500,
+                              .poll_ms = 1000,
+                              .registry = app->registry,
+                              .channel = connector_channel,
+                              .channel_ctx = app,
+                              .tzdb = app->tzdb,
+                              .default_tz = tz_utc()};
+    app->scheduler = scheduler_new(app->base, app->db_scheduler, &sopts);
     char host[128] = "localhost";
     gethostname(host, sizeof(host) - 1);
     char *owner = jd_xasprintf("%s:%d", host, (int)getpid());
@@ -571,12 +602,13 @@ static keyring_t *build_keyring(const config_t *c)
 static void app_free(app_t *app)
 {
     curl_loop_free(app->curl);
-    db_t *dbs[] = {app->db_control, app->db_ingest, app->db_processor, app->db_dispatcher,
-                   app->db_maintenance};
+    db_t *dbs[] = {app->db_control,    app->db_ingest,      app->db_processor,
+                   app->db_dispatcher, app->db_maintenance, app->db_scheduler};
     for (size_t i = 0; i < JD_ARRAY_LEN(dbs); i++)
         if (dbs[i])
             db_close(dbs[i]);
     maintenance_free(app->maintenance);
+    scheduler_free(app->scheduler);
     dispatcher_free(app->dispatcher);
     processor_free(app->processor);
     ingest_api_free(app->ingest_api);

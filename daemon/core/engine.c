@@ -493,8 +493,10 @@ bool engine_on_event(const journey_t *j, run_state_t *run, engine_ctx_t *ctx, en
 
 void engine_on_timer(const journey_t *j, run_state_t *run, engine_ctx_t *ctx, engine_out_t *out)
 {
-    if (!is_open(run) || run->awaiting_owner)
+    if (!is_open(run))
         return;
+    /* An owner never arrived (a batch cut short): ask again. */
+    run->awaiting_owner = false;
     if (run->status == RUN_WAITING) {
         const journey_step_t *st =
             run->step >= 0 && (size_t)run->step < j->n_steps ? &j->steps[run->step] : NULL;

@@ -495,7 +495,7 @@ void runbatch_on_timers(runbatch_t *rb)
 {
     for (size_t i = 0; i < rb->n_runs; i++) {
         rb_run_t *r = &rb->runs[i];
-        if (!r->j || !is_open(r->st.status) || r->st.awaiting_owner)
+        if (!r->j || !is_open(r->st.status))
             continue;
         if (r->st.status == RUN_WAITING && r->st.wake_at_ms > rb->env.now_ms)
             continue;
