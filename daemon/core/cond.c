@@ -341,19 +341,38 @@ static bool bracket_ok(compiler_t *cc, const node_t *n, const char *p, size_t le
  * their nested repetition counts is kept small for both engines. */
 #define PATTERN_MAX_COST 1000
 
+/* State of one nesting level of a pattern (0: the whole pattern). */
+typedef struct pat_level {
+    long cost;        /* expansion so far */
+    bool clean_start; /* nothing can be consumed before this level's branches */
+    bool anchored;    /* holds ^ or $ (then the group cannot repeat) */
+    bool ended;       /* a $ ends the current branch: nothing may follow */
+    bool ended_any;   /* some branch of this level ended with a $ */
+} pat_level_t;
+
+/* Anchors must sit where nothing is consumed before a ^ or after a $ in the
+ * same match: glibc lets a ^ match just after a newline the match consumed
+ * (".^a" matches "z\na") where PostgreSQL does not. */
 static bool pattern_ok(compiler_t *cc, const node_t *n, const char *p, size_t len)
 {
-    long cost[COND_MAX_PATTERN + 2] = {0}; /* cost so far of each open group */
+    pat_level_t lv[COND_MAX_PATTERN + 2];
     int depth = 0;
     long last = 0;            /* cost of the last atom, which a quantifier repeats */
     bool branch_start = true; /* nothing yet in this alternative */
     bool quantifiable = false;
+    lv[0] = (pat_level_t){.clean_start = true};
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)p[i];
         if (ch >= 0x80)
             return pattern_error(cc, n, i, "only ASCII characters are supported");
         if (ch < 0x20 || ch == 0x7f)
             return pattern_error(cc, n, i, "control characters are not supported");
+        bool consumes = ch != ')' && ch != '|' && ch != '^' && ch != '$' && ch != '*' &&
+                        ch != '+' && ch != '?' && ch != '{';
+        if (consumes && lv[depth].ended)
+            return pattern_error(cc, n, i,
+                                 "nothing may follow $ (it must end the pattern or an "
+                                 "alternative)");
         switch (ch) {
         case '\\':
             if (i + 1 >= len || p[i + 1] == '\0' || !strchr(".[](){}*+?|^$\\/-", p[i + 1]))
@@ -363,12 +382,13 @@ static bool pattern_ok(compiler_t *cc, const node_t *n, const char *p, size_t le
             i++;
             branch_start = false;
             quantifiable = true;
-            cost[depth] += last = 1;
+            lv[depth].cost += last = 1;
             break;
         case '(':
             if (i + 1 < len && p[i + 1] == '?')
                 return pattern_error(cc, n, i, "(? is not supported");
-            cost[++depth] = 0;
+            depth++;
+            lv[depth] = (pat_level_t){.clean_start = branch_start && lv[depth - 1].clean_start};
             branch_start = true;
             quantifiable = false;
             break;
@@ -377,14 +397,20 @@ static bool pattern_ok(compiler_t *cc, const node_t *n, const char *p, size_t le
                 return pattern_error(cc, n, i, "unbalanced )");
             if (branch_start)
                 return pattern_error(cc, n, i, "empty group or alternative");
-            last = cost[depth--];
-            cost[depth] += last;
+            last = lv[depth].cost;
+            bool anchored = lv[depth].anchored, ended = lv[depth].ended_any;
+            depth--;
+            lv[depth].cost += last;
+            lv[depth].anchored |= anchored;
+            lv[depth].ended |= ended;
+            lv[depth].ended_any |= ended;
             branch_start = false;
-            quantifiable = true;
+            quantifiable = !anchored;
             break;
         case '|':
             if (branch_start)
                 return pattern_error(cc, n, i, "empty alternative");
+            lv[depth].ended = false;
             branch_start = true;
             quantifiable = false;
             break;
@@ -418,8 +444,8 @@ static bool pattern_ok(compiler_t *cc, const node_t *n, const char *p, size_t le
             if (lo > 255 || hi > 255 || (hi >= 0 && hi < lo))
                 return pattern_error(cc, n, i, "repetition counts must be in order, at most 255");
             long times = hi < 0 ? lo + 1 : hi;
-            cost[depth] += last * (times > 1 ? times - 1 : 0);
-            if (cost[depth] > PATTERN_MAX_COST)
+            lv[depth].cost += last * (times > 1 ? times - 1 : 0);
+            if (lv[depth].cost > PATTERN_MAX_COST)
                 return pattern_error(cc, n, i, "too much repetition");
             i = j;
             quantifiable = false;
@@ -432,17 +458,26 @@ static bool pattern_ok(compiler_t *cc, const node_t *n, const char *p, size_t le
                 return false;
             branch_start = false;
             quantifiable = true;
-            cost[depth] += last = 1;
+            lv[depth].cost += last = 1;
             break;
         case '^':
+            if (!branch_start || !lv[depth].clean_start)
+                return pattern_error(
+                    cc, n, i, "^ must start the pattern or an alternative (use \\^ for a ^)");
+            lv[depth].anchored = true;
+            branch_start = false;
+            quantifiable = false;
+            break;
         case '$':
+            lv[depth].anchored = true;
+            lv[depth].ended = lv[depth].ended_any = true;
             branch_start = false;
             quantifiable = false;
             break;
         default:
             branch_start = false;
             quantifiable = true;
-            cost[depth] += last = 1;
+            lv[depth].cost += last = 1;
             break;
         }
     }
