@@ -1,6 +1,5 @@
 /* Conditions: compiling the document tree into a condition tree (see cond.h). */
 #include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,7 +245,6 @@ static bool parse_lit(compiler_t *cc, const node_t *n, const char *op, cond_lit_
     bool has_nul = strlen(n->str) != n->len;
     if (n->plain && !has_nul && json_number_syntax(n->str)) {
         out->kind = CL_NUM;
-        errno = 0;
         out->num = strtod(n->str, NULL);
         if (!isfinite(out->num)) {
             node_error(cc->d, n, "number %s is out of range", n->str);
@@ -503,6 +501,11 @@ static bool compile_event(compiler_t *cc, cond_t *c, const node_t *map, size_t s
         size_t j = 0;
         while (j < JD_ARRAY_LEN(agg_names) && strcmp(k->str, agg_names[j].name))
             j++;
+        if (j == JD_ARRAY_LEN(agg_names) &&
+            (!strcmp(k->str, "where") || !strcmp(k->str, "within"))) {
+            node_error(cc->d, k, "'%s' goes inside event: {name: ..., %s: ...}", k->str, k->str);
+            return false;
+        }
         if (j == JD_ARRAY_LEN(agg_names)) {
             node_error(cc->d, k, "unknown event test '%s' (expected one of " AGG_LIST ")", k->str);
             return false;

@@ -271,6 +271,8 @@ static void test_compile_errors(void)
     EXPECT_ERROR("event: {name: X, within: soon}\ncount_gte: 1\n",
                  "t.yaml:1:26: expected a duration such as 30s, 5m, 2h or 3d, found 'soon'");
     EXPECT_ERROR("event: {name: X, when: 1d}\ncount_gte: 1\n", "t.yaml:1:18: unknown key 'when'");
+    EXPECT_ERROR("event: X\nwithin: 7d\ncount_gte: 1\n",
+                 "t.yaml:2:1: 'within' goes inside event: {name: ..., within: ...}");
     EXPECT_ERROR("event: {name: X}\ncount_gte: -1\n",
                  "t.yaml:2:12: -1 is out of range [0, 1000000]");
     EXPECT_ERROR("event: {name: X}\ncount_at_least: 1\n",
