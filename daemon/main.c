@@ -20,6 +20,7 @@
 #include "journeyd/http.h"
 #include "journeyd/ingest.h"
 #include "journeyd/ingest_api.h"
+#include "journeyd/journeys_api.h"
 #include "journeyd/journeys_load.h"
 #include "journeyd/keyring.h"
 #include "journeyd/log.h"
@@ -48,6 +49,7 @@ typedef struct app {
     http_server_t *http;
     ingest_t *ingest;
     ingest_api_t *ingest_api;
+    journeys_api_t *journeys_api;
     processor_t *processor;
     scheduler_t *scheduler;
     dispatcher_t *dispatcher;
@@ -533,10 +535,7 @@ static void handle_metrics(http_req_t *r, void *arg)
 static void handle_reload(http_req_t *r, void *arg)
 {
     app_t *app = arg;
-    char *key = http_req_basic_user(r);
-    const char *bearer = http_req_header(r, "Authorization");
-    if (!key && bearer && !strncmp(bearer, "Bearer ", 7))
-        key = jd_xstrdup(bearer + 7);
+    char *key = journeys_api_admin_key(r);
     bool admin = keyring_check(app->keys, KEY_ADMIN, key, NULL);
     free(key);
     if (!admin) {
@@ -612,6 +611,7 @@ static void app_free(app_t *app)
     dispatcher_free(app->dispatcher);
     processor_free(app->processor);
     ingest_api_free(app->ingest_api);
+    journeys_api_free(app->journeys_api);
     forms_api_free(app->forms_api);
     ingest_free(app->ingest);
     http_server_free(app->http);
@@ -720,6 +720,9 @@ static int cmd_serve(int argc, char **argv)
     http_server_route(app.http, "GET", "/metrics", "metrics", handle_metrics, &app);
     http_server_route(app.http, "POST", "/v1/journeys/reload", "journeys_reload", handle_reload,
                       &app);
+    app.journeys_api =
+        journeys_api_new(app.db_control, app.keys, app.registry, kick_scheduler, &app);
+    journeys_api_register(app.journeys_api, app.http);
 
     unsigned bound = 0;
     if (!http_server_listen(app.http, app.config.listen_address, app.config.listen_port, &bound)) {
