@@ -61,18 +61,19 @@ static char *read_template(void *ctx, const char *path, size_t *len, char **err)
     return text;
 }
 
-/* The journey's time zone must exist in the zone database, not just be
- * well formed (journey_parse checks the form). */
-static bool check_timezone(const journey_t *j, const node_t *root, tzdb_t *tzdb, diag_t *d)
+/* The journey's time zone must exist in the zone database, not just be well
+ * formed (journey_parse checks the form and reports bad names). Checked even
+ * when the rest of the file has errors, so every problem shows at once. */
+static bool check_timezone(const node_t *root, tzdb_t *tzdb, diag_t *d)
 {
-    if (!j->timezone)
+    const node_t *n = node_get(root, "timezone");
+    if (!n || n->kind != NODE_SCALAR || strlen(n->str) != n->len || !tzdb_name_valid(n->str))
         return true;
     char err[256];
-    if (tzdb_get(tzdb, j->timezone, err, sizeof(err)))
+    if (tzdb_get(tzdb, n->str, err, sizeof(err)))
         return true;
-    const node_t *n = node_get(root, "timezone");
-    diag_add(d, j->file, n ? n->line : 1, n ? n->col : 1,
-             "timezone '%s': %s (zones are read from %s)", j->timezone, err, tzdb_dir(tzdb));
+    diag_add(d, n->file, n->line, n->col, "timezone '%s': %s (zones are read from %s)", n->str, err,
+             tzdb_dir(tzdb));
     return false;
 }
 
@@ -93,7 +94,7 @@ static bool load_file(const char *path, journey_set_t *set, tzdb_t *tzdb, diag_t
         template_dir_t td = {.dir = dirname(copy)};
         journey_t *j = journey_parse(doc.root, path, text, len, read_template, &td, d);
         free(copy);
-        if (j && !check_timezone(j, doc.root, tzdb, d)) {
+        if (!check_timezone(doc.root, tzdb, d) && j) {
             journey_free(j);
             j = NULL;
         }
