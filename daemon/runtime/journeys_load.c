@@ -72,8 +72,7 @@ static bool check_timezone(const node_t *root, tzdb_t *tzdb, diag_t *d)
     char err[256];
     if (tzdb_get(tzdb, n->str, err, sizeof(err)))
         return true;
-    diag_add(d, n->file, n->line, n->col, "timezone '%s': %s (zones are read from %s)", n->str, err,
-             tzdb_dir(tzdb));
+    diag_add(d, n->file, n->line, n->col, "timezone: %s", err);
     return false;
 }
 
