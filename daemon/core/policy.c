@@ -29,7 +29,7 @@ bool policy_parse_clock(const char *s, int *minutes)
 
 bool policy_parse_offset(const char *s, int *minutes)
 {
-    if (!s)
+    if (!s || !*s)
         return false;
     if (!strncmp(s, "UTC", 3) || !strncmp(s, "GMT", 3))
         s += 3;
