@@ -4,11 +4,11 @@ suppression list, 410 disabling a connector, the circuit breaker, lease
 expiry after a killed process, and a graceful stop with sends in flight."""
 
 import os
-import signal
 import time
 import unittest
 
 import harness
+from events import send_ok
 
 MAIL_JOURNEY = """\
 id: mail
@@ -54,9 +54,7 @@ JOURNEYS = {"mail.yaml": MAIL_JOURNEY, "hook.yaml": HOOK_JOURNEY}
 def track(j, event, user="u1", email="ada@example.com", **props):
     body = {"userId": user, "event": event, "properties": props,
             "context": {"traits": {"email": email, "name": "Ada"}}}
-    r = j.post("/v1/track", body, key=harness.WRITE_KEY)
-    if r.status != 200:
-        raise AssertionError(f"track failed: {r.status} {r.body!r}")
+    send_ok(j, "track", body)
 
 
 class DeliveryCase(harness.JourneydTestCase):
@@ -278,6 +276,15 @@ class LeaseExpiry(DeliveryCase):
         rows = self.wait_status("sent")
         self.assertEqual(rows[0][1], "2")
         self.assertGreaterEqual(reqs[1]["received_at_ms"] - reqs[0]["received_at_ms"], 2500)
+
+
+class UnknownConnector(DeliveryCase):
+    def test_a_message_for_a_connector_not_configured_is_dead(self):
+        self.psql("INSERT INTO outbox (idempotency_key, connector, kind, payload, message_id) "
+                  "VALUES ('k1', 'removed', 'webhook', '{\"body\": \"{}\"}', 'm1')")
+        rows = self.wait_status("dead")
+        self.assertEqual(rows[0][1:], ("0", None, "connector 'removed' is not configured"))
+        self.assertEqual(self.http.requests(), [])
 
 
 class GracefulStop(DeliveryCase):
