@@ -290,8 +290,8 @@ static bool check_key(ctx_t *c, const node_t *where, const char *key, bool from_
 
 static void list_append(void *base, const field_t *f, char *value)
 {
-    char ***list = (char ***)((char *)base + f->off);
-    size_t *count = (size_t *)((char *)base + f->off_count);
+    char ***list = (void *)((char *)base + f->off); /* offsetof: aligned */
+    size_t *count = (void *)((char *)base + f->off_count);
     *list = jd_xrealloc(*list, (*count + 1) * sizeof(**list));
     (*list)[(*count)++] = value;
 }
