@@ -1,4 +1,4 @@
-/* Contact policy at send time (see policy.h). */
+/* Contact policy, decided just before a send (see policy.h). */
 #include "journeyd/policy.h"
 
 #include <string.h>

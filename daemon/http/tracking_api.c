@@ -23,7 +23,8 @@
     "   ORDER BY i.created_at, i.value LIMIT 1) AS anonymous_id,"                                  \
     " (SELECT i.value FROM identities i WHERE i.profile_id = r.root AND i.kind = 'email'"          \
     "   ORDER BY i.created_at, i.value LIMIT 1) AS email,"                                         \
-    " o.payload ->> 'topic' AS topic, journeyd_bare_address(o.recipient) AS addr"                  \
+    " o.payload ->> 'topic' AS topic,"                                                             \
+    " journeyd_bare_address(coalesce(o.payload -> 'email' ->> 'to', o.recipient)) AS addr"         \
     " FROM outbox o CROSS JOIN LATERAL (SELECT journeyd_profile_root(o.profile_id) AS root) r"     \
     " WHERE o.id = $1::bigint"
 
