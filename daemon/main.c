@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,7 @@
 #include "journeyd/render_cmd.h"
 #include "journeyd/scheduler.h"
 #include "journeyd/sdnotify.h"
+#include "journeyd/tracking_api.h"
 #include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
 
@@ -46,6 +49,11 @@ typedef struct app {
     form_set_t *forms; /* the live web forms; swapped with the journeys */
     forms_api_t *forms_api;
     db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance, *db_scheduler;
+    /* tracking and unsubscribe (tracking_api.h): its own connection */
+    db_t *db_tracking;
+    tracking_api_t *tracking_api;
+    unsigned char tracking_secret[64];
+    size_t tracking_secret_len;
     http_server_t *http;
     ingest_t *ingest;
     ingest_api_t *ingest_api;
@@ -419,9 +427,11 @@ static void start_workers(app_t *app)
     char *owner = jd_xasprintf("%s:%d", host, (int)getpid());
     dispatcher_opts_t dopts = {.config = &app->config,
                                .owner = owner,
-                               .max_in_flight = 64,
-                               .lease_ms = 120000,
-                               .poll_ms = 1000};
+                               .max_in_flight = app->config.delivery_max_in_flight,
+                               .lease_ms = app->config.delivery_lease_ms,
+                               .poll_ms = app->config.delivery_poll_ms,
+                               .tracking_secret = app->tracking_secret,
+                               .tracking_secret_len = app->tracking_secret_len};
     app->dispatcher = dispatcher_new(app->base, app->db_dispatcher, app->curl, &dopts);
     free(owner);
     app->db_maintenance = db_open(app->base, "maintenance", app->config.db_conninfo);
@@ -601,8 +611,8 @@ static keyring_t *build_keyring(const config_t *c)
 static void app_free(app_t *app)
 {
     curl_loop_free(app->curl);
-    db_t *dbs[] = {app->db_control,    app->db_ingest,      app->db_processor,
-                   app->db_dispatcher, app->db_maintenance, app->db_scheduler};
+    db_t *dbs[] = {app->db_control,     app->db_ingest,    app->db_processor, app->db_dispatcher,
+                   app->db_maintenance, app->db_scheduler, app->db_tracking};
     for (size_t i = 0; i < JD_ARRAY_LEN(dbs); i++)
         if (dbs[i])
             db_close(dbs[i]);
@@ -610,6 +620,8 @@ static void app_free(app_t *app)
     scheduler_free(app->scheduler);
     dispatcher_free(app->dispatcher);
     processor_free(app->processor);
+    tracking_api_free(app->tracking_api);
+    OPENSSL_cleanse(app->tracking_secret, sizeof(app->tracking_secret));
     ingest_api_free(app->ingest_api);
     journeys_api_free(app->journeys_api);
     forms_api_free(app->forms_api);
@@ -627,6 +639,35 @@ static void app_free(app_t *app)
     if (app->base)
         event_base_free(app->base);
     config_free(&app->config);
+}
+
+/* The key of tracking and unsubscribe tokens: tracking.secret(_file), or a
+ * random one that lives until the process ends. Registers the routes. */
+static bool setup_tracking(app_t *app)
+{
+    const char *configured = app->config.tracking_secret;
+    if (configured) {
+        size_t n = strlen(configured);
+        if (n > sizeof(app->tracking_secret))
+            n = sizeof(app->tracking_secret); /* HMAC hashes longer keys anyway */
+        memcpy(app->tracking_secret, configured, n);
+        app->tracking_secret_len = n;
+    } else {
+        if (RAND_bytes(app->tracking_secret, 32) != 1) {
+            log_error("cannot generate a tracking secret");
+            return false;
+        }
+        app->tracking_secret_len = 32;
+        log_warn("tracking.secret_file is not set: a random tracking secret was generated, so "
+                 "tracking and unsubscribe links in email sent now stop working at the next "
+                 "restart");
+    }
+    app->db_tracking = db_open(app->base, "tracking", app->config.db_conninfo);
+    tracking_opts_t topts = {.secret = app->tracking_secret,
+                             .secret_len = app->tracking_secret_len};
+    app->tracking_api = tracking_api_new(app->db_tracking, app->ingest, &topts);
+    tracking_api_register(app->tracking_api, app->http);
+    return true;
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -714,6 +755,10 @@ static int cmd_serve(int argc, char **argv)
     ingest_api_register(app.ingest_api, app.http);
     app.forms_api = forms_api_new(app.ingest, (const form_set_t *const *)&app.forms);
     forms_api_register(app.forms_api, app.http);
+    if (!setup_tracking(&app)) {
+        app.exit_code = 1;
+        goto done;
+    }
     app.curl = curl_loop_new(app.base);
     http_server_route(app.http, "GET", "/healthz", "healthz", handle_healthz, &app);
     http_server_route(app.http, "GET", "/readyz", "readyz", handle_readyz, &app);
