@@ -37,6 +37,7 @@ typedef enum proc_state {
     PROC_FETCH,    /* batch requested */
     PROC_RUNS,     /* the batch's profiles' open runs requested (locked) */
     PROC_STATS,    /* their entry statistics requested */
+    PROC_FACTS,    /* events, engagement and segments for conditions requested */
     PROC_ASSIGN,   /* owner counters requested */
     PROC_IDS,      /* ids for new runs requested */
     PROC_WRITE,    /* runs, outbox rows and traits sent */
@@ -299,16 +300,9 @@ static void assign_owners(processor_t *p)
         fail(p, "queueing the owner assignment", NULL);
 }
 
-static void on_stats(db_t *db, PGresult *res, void *arg)
+/* Every event in log order: its profile's runs move, journeys enrol. */
+static void evaluate(processor_t *p)
 {
-    (void)db;
-    processor_t *p = arg;
-    if (!db_ok(res)) {
-        fail(p, "reading entry statistics", res);
-        return;
-    }
-    runbatch_load_stats(p->batch, res);
-    /* Every event in log order: its profile's runs move, journeys enrol. */
     PGresult *ev = p->events;
     for (int i = 0; i < PQntuples(ev); i++) {
         int64_t event_id = strtoll(PQgetvalue(ev, i, 0), NULL, 10);
@@ -324,6 +318,37 @@ static void on_stats(db_t *db, PGresult *res, void *arg)
         json_decref(traits);
     }
     assign_owners(p);
+}
+
+static void on_facts(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    processor_t *p = arg;
+    if (!db_ok(res)) {
+        fail(p, "reading facts for conditions", res);
+        return;
+    }
+    runbatch_load_facts(p->batch, res);
+    evaluate(p);
+}
+
+static void on_stats(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    processor_t *p = arg;
+    if (!db_ok(res)) {
+        fail(p, "reading entry statistics", res);
+        return;
+    }
+    runbatch_load_stats(p->batch, res);
+    if (!runbatch_needs_facts(p->opts.registry)) {
+        evaluate(p);
+        return;
+    }
+    const char *params[] = {p->profile_ids};
+    set_state(p, PROC_FACTS);
+    if (!db_query(p->db, RUNBATCH_FACTS_SQL, 1, params, on_facts, p))
+        fail(p, "queueing facts", NULL);
 }
 
 static void on_runs(db_t *db, PGresult *res, void *arg)
@@ -379,6 +404,11 @@ static void on_fetched(db_t *db, PGresult *res, void *arg)
                           .now_ms = clock_wall_ms()};
     p->batch = runbatch_new(&env);
     p->assign_rounds = 0;
+    for (int i = 0; i < rows; i++) {
+        json_t *traits = json_loads(PQgetvalue(res, i, 4), 0, NULL);
+        runbatch_profile(p->batch, strtoll(PQgetvalue(res, i, 3), NULL, 10), traits);
+        json_decref(traits);
+    }
     const char *params[] = {p->profile_ids};
     set_state(p, PROC_RUNS);
     if (!db_query(p->db, RUNS_SQL, 1, params, on_runs, p))

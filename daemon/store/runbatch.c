@@ -9,10 +9,33 @@
 #include "journeyd/metrics.h"
 #include "journeyd/xmalloc.h"
 
+typedef struct rb_fact_event {
+    char *name;
+    int64_t ts_ms;
+    json_t *body;
+} rb_fact_event_t;
+
+typedef struct rb_fact_message {
+    char *journey, *step;
+    bool opened, clicked;
+} rb_fact_message_t;
+
+/* What conditions may read about one profile besides its traits. */
+typedef struct rb_facts {
+    bool loaded;
+    rb_fact_event_t *events;
+    size_t n_events;
+    rb_fact_message_t *messages;
+    size_t n_messages;
+    char **segments;
+    size_t n_segments;
+} rb_facts_t;
+
 typedef struct rb_profile {
     int64_t id;
     json_t *traits; /* working copy: database traits plus the batch's changes */
     json_t *patch;  /* the batch's changes, to merge on write; NULL: none */
+    rb_facts_t facts;
 } rb_profile_t;
 
 typedef struct rb_run {
@@ -76,6 +99,25 @@ const char RUNBATCH_ASSIGN_SQL[] =
     "  ORDER BY req.ord) - 1) % req.n_owners)::int"
     " FROM req JOIN agg USING (pool_key) JOIN upd USING (pool_key) ORDER BY req.ord";
 
+/* Recent track events (at most 500 per identity, a year back), sent
+ * messages with their opens and clicks, and segment memberships. */
+const char RUNBATCH_FACTS_SQL[] =
+    "SELECT 'e', i.profile_id, e.event, (extract(epoch FROM e.ts) * 1000)::bigint, e.body::text,"
+    " NULL::bool, NULL::bool FROM identities i CROSS JOIN LATERAL ("
+    "  SELECT ev.event, ev.ts, ev.body FROM events ev WHERE ev.type = 'track'"
+    "  AND ((i.kind = 'user_id' AND ev.user_id = i.value)"
+    "   OR (i.kind = 'anonymous_id' AND ev.anonymous_id = i.value))"
+    "  AND ev.ts > now() - interval '400 days' ORDER BY ev.ts DESC LIMIT 500) e"
+    " WHERE i.profile_id = ANY($1::bigint[]) AND i.kind IN ('user_id', 'anonymous_id')"
+    " UNION ALL"
+    " SELECT 'm', o.profile_id, o.journey_id, NULL, o.step_id, bool_or(g.kind = 'open'),"
+    " bool_or(g.kind = 'click') FROM outbox o LEFT JOIN engagements g ON g.outbox_id = o.id"
+    " WHERE o.profile_id = ANY($1::bigint[]) AND o.status = 'sent' AND o.journey_id IS NOT NULL"
+    " GROUP BY o.profile_id, o.journey_id, o.step_id"
+    " UNION ALL"
+    " SELECT 's', profile_id, segment_id, NULL, NULL, NULL, NULL FROM segment_members"
+    " WHERE profile_id = ANY($1::bigint[])";
+
 const char RUNBATCH_IDS_SQL[] = "SELECT nextval('runs_id_seq') FROM generate_series(1, $1::int)";
 
 const char RUNBATCH_WRITE_SQL[] =
@@ -132,8 +174,22 @@ void runbatch_free(runbatch_t *rb)
     if (!rb)
         return;
     for (size_t i = 0; i < rb->n_profiles; i++) {
-        json_decref(rb->profiles[i].traits);
-        json_decref(rb->profiles[i].patch);
+        rb_profile_t *p = &rb->profiles[i];
+        json_decref(p->traits);
+        json_decref(p->patch);
+        for (size_t k = 0; k < p->facts.n_events; k++) {
+            free(p->facts.events[k].name);
+            json_decref(p->facts.events[k].body);
+        }
+        for (size_t k = 0; k < p->facts.n_messages; k++) {
+            free(p->facts.messages[k].journey);
+            free(p->facts.messages[k].step);
+        }
+        for (size_t k = 0; k < p->facts.n_segments; k++)
+            free(p->facts.segments[k]);
+        free(p->facts.events);
+        free(p->facts.messages);
+        free(p->facts.segments);
     }
     for (size_t i = 0; i < rb->n_runs; i++)
         json_decref(rb->runs[i].trigger_event);
@@ -323,6 +379,112 @@ static entry_stats_t entry_stats(const rb_stats_t *s, const journey_t *j, int64_
     return st;
 }
 
+/* ---- facts for conditions ---- */
+
+static unsigned cond_mask(const cond_t *c)
+{
+    return c ? cond_needs(c) : 0;
+}
+
+static unsigned journey_needs(const journey_t *j)
+{
+    unsigned m = cond_mask(j->trigger.where) | cond_mask(j->goal_where);
+    for (size_t i = 0; i < j->n_exits; i++)
+        m |= cond_mask(j->exits[i].when) | cond_mask(j->exits[i].where);
+    for (size_t i = 0; i < j->n_steps; i++) {
+        m |= cond_mask(j->steps[i].wait_for.where);
+        for (size_t k = 0; k < j->steps[i].n_arms; k++)
+            m |= cond_mask(j->steps[i].arms[k].when);
+    }
+    return m;
+}
+
+bool runbatch_needs_facts(const registry_t *registry)
+{
+    const journey_set_t *set = registry_current(registry);
+    unsigned m = 0;
+    for (size_t i = 0; i < set->count; i++)
+        m |= journey_needs(set->items[i]);
+    return m & (COND_NEEDS_AGGREGATES | COND_NEEDS_ENGAGEMENT | COND_NEEDS_SEGMENTS);
+}
+
+void runbatch_load_facts(runbatch_t *rb, PGresult *res)
+{
+    for (size_t i = 0; i < rb->n_profiles; i++)
+        rb->profiles[i].facts.loaded = true;
+    for (int row = 0; row < PQntuples(res); row++) {
+        rb_profile_t *p = find_profile(rb, field_i64(res, row, 1));
+        if (!p)
+            continue;
+        rb_facts_t *f = &p->facts;
+        char kind = PQgetvalue(res, row, 0)[0];
+        if (kind == 'e') {
+            f->events = jd_xrealloc(f->events, (f->n_events + 1) * sizeof(*f->events));
+            f->events[f->n_events++] = (rb_fact_event_t){
+                .name = jd_xstrdup(PQgetvalue(res, row, 2)),
+                .ts_ms = field_i64(res, row, 3),
+                .body = json_loads(PQgetvalue(res, row, 4), 0, NULL),
+            };
+        } else if (kind == 'm') {
+            f->messages = jd_xrealloc(f->messages, (f->n_messages + 1) * sizeof(*f->messages));
+            f->messages[f->n_messages++] = (rb_fact_message_t){
+                .journey = jd_xstrdup(PQgetvalue(res, row, 2)),
+                .step = jd_xstrdup(PQgetvalue(res, row, 4)),
+                .opened = !strcmp(PQgetvalue(res, row, 5), "t"),
+                .clicked = !strcmp(PQgetvalue(res, row, 6), "t"),
+            };
+        } else if (kind == 's') {
+            f->segments = jd_xrealloc(f->segments, (f->n_segments + 1) * sizeof(*f->segments));
+            f->segments[f->n_segments++] = jd_xstrdup(PQgetvalue(res, row, 2));
+        }
+    }
+}
+
+static bool fact_event_stats(void *ctx, const char *name, const cond_t *where, int64_t since_ms,
+                             int64_t until_ms, int64_t *count, int64_t *first_ms,
+                             int64_t *last_ms)
+{
+    const rb_facts_t *f = ctx;
+    if (!f->loaded)
+        return false;
+    *count = 0;
+    for (size_t i = 0; i < f->n_events; i++) {
+        const rb_fact_event_t *e = &f->events[i];
+        if (strcmp(e->name, name) != 0 || e->ts_ms < since_ms || e->ts_ms > until_ms)
+            continue;
+        if (where && !cond_eval(where, &(cond_env_t){.event = e->body, .now_ms = until_ms}))
+            continue;
+        if (*count == 0 || e->ts_ms < *first_ms)
+            *first_ms = e->ts_ms;
+        if (*count == 0 || e->ts_ms > *last_ms)
+            *last_ms = e->ts_ms;
+        (*count)++;
+    }
+    return true;
+}
+
+static bool fact_in_segment(void *ctx, const char *segment)
+{
+    const rb_facts_t *f = ctx;
+    for (size_t i = 0; i < f->n_segments; i++)
+        if (!strcmp(f->segments[i], segment))
+            return true;
+    return false;
+}
+
+static bool fact_engagement(void *ctx, const char *journey, const char *step, bool *opened,
+                            bool *clicked)
+{
+    const rb_facts_t *f = ctx;
+    for (size_t i = 0; i < f->n_messages; i++)
+        if (!strcmp(f->messages[i].journey, journey) && !strcmp(f->messages[i].step, step)) {
+            *opened = f->messages[i].opened;
+            *clicked = f->messages[i].clicked;
+            return true;
+        }
+    return false;
+}
+
 /* ---- moving runs ---- */
 
 static engine_channel_t channel_of(void *ctx, const char *name)
@@ -413,6 +575,12 @@ static engine_ctx_t make_ctx(runbatch_t *rb, rb_run_t *r, const json_t *event)
         .channel = channel_of,
         .channel_ctx = &rb->env,
     };
+    if (p) {
+        ctx.cond.event_stats = fact_event_stats;
+        ctx.cond.in_segment = fact_in_segment;
+        ctx.cond.engagement = fact_engagement;
+        ctx.cond.ctx = &p->facts;
+    }
     return ctx;
 }
 
@@ -457,6 +625,12 @@ void runbatch_on_event(runbatch_t *rb, int64_t profile_id, int64_t event_id, con
         const journey_t *j = set->items[k];
         rb_profile_t *p = find_profile(rb, profile_id);
         engine_ctx_t probe = {.traits = p ? p->traits : NULL, .now_ms = rb->env.now_ms};
+        if (p) {
+            probe.cond.event_stats = fact_event_stats;
+            probe.cond.in_segment = fact_in_segment;
+            probe.cond.engagement = fact_engagement;
+            probe.cond.ctx = &p->facts;
+        }
         if (!engine_triggers(j, event, &probe))
             continue;
         rb_stats_t *s = find_stats(rb, j->id, profile_id);

@@ -43,6 +43,7 @@ typedef enum sched_state {
     SCHED_FIRE,     /* one schedule's enrolment running */
     SCHED_BEGIN,    /* run batch: BEGIN */
     SCHED_CLAIM,    /* due runs requested */
+    SCHED_FACTS,    /* events, engagement and segments for conditions requested */
     SCHED_ASSIGN,   /* owner counters requested */
     SCHED_IDS,      /* ids for new runs (none today; kept for symmetry) */
     SCHED_WRITE,    /* runs, outbox rows and traits sent */
@@ -91,7 +92,10 @@ static void set_state(scheduler_t *s, sched_state_t next)
         [SCHED_DUE] = 1u << SCHED_FIRE | 1u << SCHED_BEGIN | 1u << SCHED_IDLE,
         [SCHED_FIRE] = 1u << SCHED_FIRE | 1u << SCHED_BEGIN | 1u << SCHED_IDLE,
         [SCHED_BEGIN] = 1u << SCHED_CLAIM | 1u << SCHED_ROLLBACK | 1u << SCHED_IDLE,
-        [SCHED_CLAIM] = 1u << SCHED_ASSIGN | 1u << SCHED_IDS | 1u << SCHED_WRITE |
+        [SCHED_CLAIM] = 1u << SCHED_FACTS | 1u << SCHED_ASSIGN | 1u << SCHED_IDS |
+                        1u << SCHED_WRITE | 1u << SCHED_COMMIT | 1u << SCHED_ROLLBACK |
+                        1u << SCHED_IDLE,
+        [SCHED_FACTS] = 1u << SCHED_ASSIGN | 1u << SCHED_IDS | 1u << SCHED_WRITE |
                         1u << SCHED_COMMIT | 1u << SCHED_ROLLBACK | 1u << SCHED_IDLE,
         [SCHED_ASSIGN] = 1u << SCHED_ASSIGN | 1u << SCHED_IDS | 1u << SCHED_WRITE |
                          1u << SCHED_COMMIT | 1u << SCHED_ROLLBACK | 1u << SCHED_IDLE,
@@ -287,6 +291,19 @@ static void assign_owners(scheduler_t *s)
         fail(s, "queueing the owner assignment", NULL, true);
 }
 
+static void on_facts(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    scheduler_t *s = arg;
+    if (!db_ok(res)) {
+        fail(s, "reading facts for conditions", res, true);
+        return;
+    }
+    runbatch_load_facts(s->batch, res);
+    runbatch_on_timers(s->batch);
+    assign_owners(s);
+}
+
 static void on_claimed(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
@@ -322,8 +339,24 @@ static void on_claimed(db_t *db, PGresult *res, void *arg)
         }
     }
     metric_add(s->m_wakes, NULL, rows);
-    runbatch_on_timers(s->batch);
-    assign_owners(s);
+    if (!runbatch_needs_facts(s->opts.registry)) {
+        runbatch_on_timers(s->batch);
+        assign_owners(s);
+        return;
+    }
+    /* The claimed runs' profiles, for the facts query. */
+    size_t cap = (size_t)rows * 21 + 3, len = 0;
+    char *ids = jd_xmalloc(cap);
+    ids[len++] = '{';
+    for (int i = 0; i < rows; i++)
+        len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(res, i, 3));
+    snprintf(ids + len, cap - len, "}");
+    const char *params[] = {ids};
+    set_state(s, SCHED_FACTS);
+    bool queued = db_query(s->db, RUNBATCH_FACTS_SQL, 1, params, on_facts, s);
+    free(ids);
+    if (!queued)
+        fail(s, "queueing facts", NULL, true);
 }
 
 static void on_begun(db_t *db, PGresult *res, void *arg)

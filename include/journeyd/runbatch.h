@@ -46,6 +46,13 @@ void runbatch_load_stats(runbatch_t *rb, PGresult *res);
 /* The window runbatch_load_stats needs entry times for, in ms. */
 int64_t runbatch_stats_window_ms(const registry_t *registry);
 
+/* The facts conditions read beyond traits: the profiles' recent track
+ * events (aggregates), their messages' opens and clicks (engagement) and
+ * their segments. Worth a query only when some journey reads them. */
+bool runbatch_needs_facts(const registry_t *registry);
+extern const char RUNBATCH_FACTS_SQL[]; /* $1: the profile ids, an array literal */
+void runbatch_load_facts(runbatch_t *rb, PGresult *res);
+
 /* An event of profile_id (event_id 0 when none): moves the profile's open
  * runs and enrols the profile in every journey the event triggers. */
 void runbatch_on_event(runbatch_t *rb, int64_t profile_id, int64_t event_id, const json_t *event);
