@@ -11,6 +11,7 @@
 #include "journeyd/clock.h"
 #include "journeyd/event.h"
 #include "journeyd/log.h"
+#include "journeyd/uuid.h"
 #include "journeyd/xmalloc.h"
 
 enum { ROUTE_BATCH = EVENT_TYPE_COUNT, ROUTE_IMPORT, ROUTE_COUNT };
@@ -37,22 +38,6 @@ ingest_api_t *ingest_api_new(ingest_t *ing, const keyring_t *keys, const config_
 void ingest_api_free(ingest_api_t *api)
 {
     free(api);
-}
-
-/* A random (version 4) UUID for events that come without a messageId. */
-static void uuid4(char out[37])
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1) {
-        /* RAND_bytes only fails when the OS has no entropy: a broken invariant. */
-        log_error("RAND_bytes failed");
-        abort();
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
 }
 
 /* ---- CORS ---- */
@@ -221,7 +206,7 @@ static void add_event(const json_t *item, long index, int kind, const json_t *ba
         type = (event_type_t)kind;
     }
     char id[37];
-    uuid4(id);
+    uuid_v4(id);
     event_ctx_t ctx = {.received_ms = received_ms, .generated_id = id, .batch = batch};
     event_error_t err;
     json_t *ev = event_normalize(item, type, &ctx, &err);

@@ -147,7 +147,8 @@ bool journeys_load_path(const char *path, journey_set_t *set, diag_t *d)
         names[n++] = jd_xstrdup(e->d_name);
     }
     closedir(dir);
-    qsort(names, n, sizeof(*names), compare_names);
+    if (n > 1)
+        qsort(names, n, sizeof(*names), compare_names);
     bool ok = true;
     for (size_t i = 0; i < n; i++) {
         char *full = jd_xasprintf("%s/%s", path, names[i]);

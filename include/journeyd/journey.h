@@ -51,7 +51,8 @@ typedef struct journey_trigger {
 
 /* ---- entry, exit, goal ---- */
 
-typedef enum reentry { REENTRY_NEVER, REENTRY_ALWAYS, REENTRY_AFTER } reentry_t;
+/* REENTRY_ALWAYS is zero: the default of a zeroed entry. */
+typedef enum reentry { REENTRY_ALWAYS, REENTRY_NEVER, REENTRY_AFTER } reentry_t;
 
 typedef struct journey_entry {
     reentry_t reentry;        /* default REENTRY_ALWAYS */

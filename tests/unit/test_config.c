@@ -73,7 +73,7 @@ static void test_defaults(void)
     CHECK_STR(cfg.listen_address, "127.0.0.1");
     CHECK(cfg.listen_port == 8080);
     CHECK(cfg.port_file == NULL);
-    CHECK(cfg.http_max_body == 512 * 1024);
+    CHECK(cfg.http_max_body == 500 * 1024);
     CHECK(cfg.http_max_headers == 16 * 1024);
     CHECK(cfg.http_timeout_ms == 30000);
     CHECK(cfg.http_max_connections == 1024);

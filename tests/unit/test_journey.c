@@ -1,9 +1,8 @@
-/* Journey files: parsing with positions, and the engine's sends. */
+/* Journey files: parsing with positions. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "journeyd/engine.h"
 #include "journeyd/journey.h"
 #include "journeyd/journeys_load.h"
 #include "journeyd/liquid.h"
@@ -48,16 +47,6 @@ static const char WELCOME[] = "id: welcome\n"
                               "  - id: done\n"
                               "    end: true\n";
 
-static engine_channel_t channel(void *ctx, const char *name)
-{
-    (void)ctx;
-    if (!strcmp(name, "email"))
-        return ENGINE_EMAIL;
-    if (!strcmp(name, "crm"))
-        return ENGINE_WEBHOOK;
-    return ENGINE_UNKNOWN;
-}
-
 static void test_parse_and_run(void)
 {
     diag_t d = {0};
@@ -74,75 +63,6 @@ static void test_parse_and_run(void)
     CHECK(strlen(j->hash) == 64);
     CHECK(journey_step(j, "hook") == &j->steps[1]);
 
-    json_t *ev = json_loads("{\"type\":\"track\",\"event\":\"Signed Up\","
-                            "\"properties\":{\"plan\":\"pro\"}}",
-                            0, NULL);
-    json_t *other = json_loads("{\"type\":\"track\",\"event\":\"Other\"}", 0, NULL);
-    json_t *page = json_loads("{\"type\":\"page\",\"event\":\"Signed Up\"}", 0, NULL);
-    CHECK(engine_triggers(j, ev));
-    CHECK(!engine_triggers(j, other));
-    CHECK(!engine_triggers(j, page));
-
-    json_t *traits = json_loads("{\"name\":\"<Ada>\",\"email\":\"ada@example.com\"}", 0, NULL);
-    engine_input_t in = {.event = ev, .traits = traits, .profile_id = 42, .now_ms = 0};
-    engine_out_t out = {0};
-    engine_enter(j, &in, channel, NULL, &out);
-    CHECK(out.n_sends == 2); /* the end step stops the run */
-    if (out.n_sends == 2) {
-        engine_send_t *m = &out.sends[0], *h = &out.sends[1];
-        CHECK(m->channel == ENGINE_EMAIL && m->error == NULL);
-        CHECK_STR(m->to, "ada@example.com");
-        CHECK_STR(m->subject, "Hi <Ada>");
-        CHECK_STR(m->text, "Plan: pro");
-        CHECK_STR(m->html, "<p>&lt;Ada&gt;</p>");
-        CHECK(h->channel == ENGINE_WEBHOOK && h->error == NULL);
-        json_t *body = json_loads(h->body, 0, NULL);
-        CHECK(body != NULL);
-        CHECK_STR(json_string_value(json_object_get(body, "type")), "journey.send");
-        CHECK_STR(json_string_value(json_object_get(json_object_get(body, "journey"), "id")),
-                  "welcome");
-        CHECK(json_integer_value(json_object_get(json_object_get(body, "profile"), "id")) == 42);
-        json_decref(body);
-    }
-    engine_out_free(&out);
-
-    /* No email trait: the email send carries an error, the webhook still goes. */
-    json_t *no_email = json_loads("{\"name\":\"Bo\"}", 0, NULL);
-    in.traits = no_email;
-    engine_enter(j, &in, channel, NULL, &out);
-    CHECK(out.n_sends == 2);
-    CHECK(out.sends[0].error && strstr(out.sends[0].error, "no recipient"));
-    CHECK(out.sends[1].error == NULL);
-    engine_out_free(&out);
-
-    json_decref(no_email);
-    json_decref(traits);
-    json_decref(ev);
-    json_decref(other);
-    json_decref(page);
-    journey_free(j);
-    diag_free(&d);
-}
-
-static void test_webhook_body_must_be_json(void)
-{
-    diag_t d = {0};
-    journey_t *j = parse("id: w\ntrigger: {event: E}\nsteps:\n"
-                         "  - id: h\n    send:\n      connector: crm\n"
-                         "      body: '{\"name\": {{ profile.name }}}'\n",
-                         &d);
-    CHECK(j != NULL);
-    if (!j)
-        return;
-    json_t *ev = json_loads("{\"type\":\"track\",\"event\":\"E\"}", 0, NULL);
-    json_t *traits = json_loads("{\"name\":\"Ada\"}", 0, NULL);
-    engine_input_t in = {.event = ev, .traits = traits};
-    engine_out_t out = {0};
-    engine_enter(j, &in, channel, NULL, &out);
-    CHECK(out.n_sends == 1 && out.sends[0].error && strstr(out.sends[0].error, "not JSON") != NULL);
-    engine_out_free(&out);
-    json_decref(ev);
-    json_decref(traits);
     journey_free(j);
     diag_free(&d);
 }
@@ -958,7 +878,6 @@ static void test_set(void)
 int main(void)
 {
     test_parse_and_run();
-    test_webhook_body_must_be_json();
     test_errors();
     test_set();
     test_full_model();
