@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +17,12 @@
 #include "journeyd/db.h"
 #include "journeyd/deliver.h"
 #include "journeyd/dispatcher.h"
+#include "journeyd/forms_api.h"
+#include "journeyd/forms_load.h"
 #include "journeyd/http.h"
 #include "journeyd/ingest.h"
 #include "journeyd/ingest_api.h"
+#include "journeyd/journeys_api.h"
 #include "journeyd/journeys_load.h"
 #include "journeyd/keyring.h"
 #include "journeyd/log.h"
@@ -25,7 +30,12 @@
 #include "journeyd/metrics.h"
 #include "journeyd/migrate.h"
 #include "journeyd/processor.h"
+#include "journeyd/registry.h"
+#include "journeyd/render_cmd.h"
+#include "journeyd/scheduler.h"
 #include "journeyd/sdnotify.h"
+#include "journeyd/tracking_api.h"
+#include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
 
 #define SHUTDOWN_GRACE_S 25
@@ -34,12 +44,22 @@ typedef struct app {
     config_t config;
     struct event_base *base;
     keyring_t *keys;
-    journey_set_t *journeys; /* the live set; swapped whole on reload */
-    db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance;
+    registry_t *registry; /* journeys: the live set, and older versions for runs in flight */
+    tzdb_t *tzdb;
+    form_set_t *forms; /* the live web forms; swapped with the journeys */
+    forms_api_t *forms_api;
+    db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance, *db_scheduler;
+    /* tracking and unsubscribe (tracking_api.h): its own connection */
+    db_t *db_tracking;
+    tracking_api_t *tracking_api;
+    unsigned char tracking_secret[64];
+    size_t tracking_secret_len;
     http_server_t *http;
     ingest_t *ingest;
     ingest_api_t *ingest_api;
+    journeys_api_t *journeys_api;
     processor_t *processor;
+    scheduler_t *scheduler;
     dispatcher_t *dispatcher;
     maintenance_t *maintenance;
     curl_loop_t *curl;
@@ -47,7 +67,7 @@ typedef struct app {
     bool schema_checked; /* migrations verified once since start */
     bool ready_sent;
     bool stopping;
-    bool processor_stopped, dispatcher_stopped;
+    bool processor_stopped, dispatcher_stopped, scheduler_stopped;
     int64_t shutdown_deadline_polls;
     int exit_code;
     metric_t *m_reloads, *m_journeys, *m_db_state, *m_db_queue;
@@ -63,6 +83,7 @@ static int usage(FILE *out)
                  "  serve -c FILE               run the daemon\n"
                  "  migrate -c FILE             apply pending database migrations\n"
                  "  check [-c FILE] PATH...     validate journey files (and their connectors)\n"
+                 "  render TEMPLATE [--data F]  preview a Liquid template with JSON data\n"
                  "  version                     print the version\n"
                  "\n"
                  "Run 'journeyd COMMAND --help' for a command's options.\n"
@@ -148,15 +169,25 @@ static int cmd_check(int argc, char **argv)
     journey_set_t set = {0};
     diag_t d = {0};
     bool ok = true;
-    for (int i = optind; i < argc; i++)
-        ok &= journeys_load_path(argv[i], &set, &d);
+    form_set_t forms = {0};
+    for (int i = optind; i < argc; i++) {
+        /* A forms folder (or a file in one) holds forms; a journeys folder
+         * holds journeys, and forms in its forms/ subfolder. */
+        if (forms_is_forms_path(argv[i]))
+            ok &= forms_load_path(argv[i], &forms, &d);
+        else
+            ok &= journeys_load_path(argv[i], &set, &d) & forms_load_journeys(argv[i], &forms, &d);
+    }
     if (ok && have_config)
         ok = journeys_check_connectors(&set, &c, &d);
     diag_print(&d, stderr);
     if (ok)
         printf("%zu journey%s OK\n", set.count, set.count == 1 ? "" : "s");
+    if (ok && forms.count)
+        printf("%zu form%s OK\n", forms.count, forms.count == 1 ? "" : "s");
     diag_free(&d);
     journey_set_free(&set);
+    form_set_free(&forms);
     if (have_config)
         config_free(&c);
     return ok ? 0 : 1;
@@ -196,27 +227,54 @@ static void free_journeys(journey_set_t *set)
     }
 }
 
+/* Loads <journeys>/forms into a new set; NULL (errors in d) if any file is invalid. */
+static form_set_t *load_forms(const app_t *app, diag_t *d)
+{
+    form_set_t *set = jd_xcalloc(1, sizeof(*set));
+    if (!forms_load_journeys(app->config.journeys_dir, set, d)) {
+        form_set_free(set);
+        free(set);
+        return NULL;
+    }
+    return set;
+}
+
+static void free_forms(form_set_t *set)
+{
+    if (set) {
+        form_set_free(set);
+        free(set);
+    }
+}
+
 /* Builds the new set aside and swaps it in only when all of it is valid;
  * otherwise the old set stays and every problem is logged and left in d. */
 static bool reload_journeys(app_t *app, const char *via, diag_t *d)
 {
     journey_set_t *fresh = load_journeys(app, d);
-    if (!fresh) {
+    form_set_t *fresh_forms = load_forms(app, d);
+    if (!fresh || !fresh_forms) {
+        free_journeys(fresh);
+        free_forms(fresh_forms);
         for (size_t i = 0; i < d->count; i++)
             log_error("reload: %s", d->msgs[i]);
         metric_add(app->m_reloads, (const char *[]){"failed"}, 1);
         log_error("reload (%s): journeys in %s are invalid; keeping the %zu loaded before", via,
-                  app->config.journeys_dir, app->journeys->count);
+                  app->config.journeys_dir, registry_current(app->registry)->count);
         return false;
     }
-    /* The processor reads the set only inside its callbacks, never across
-     * them, so freeing the old set here cannot pull it from under a batch. */
-    free_journeys(app->journeys);
-    app->journeys = fresh;
+    /* Earlier versions stay in the registry for the runs still on them. */
+    size_t count = fresh->count;
+    registry_install(app->registry, fresh);
+    free(fresh);
+    free_forms(app->forms); /* forms_api keeps nothing of a form past a handler call */
+    app->forms = fresh_forms;
+    log_info("reload (%s): %zu forms loaded", via, fresh_forms->count);
+    if (app->scheduler)
+        scheduler_journeys_changed(app->scheduler);
     metric_add(app->m_reloads, (const char *[]){"ok"}, 1);
-    metric_set(app->m_journeys, NULL, (double)fresh->count);
-    log_info("reload (%s): %zu journeys loaded from %s", via, fresh->count,
-             app->config.journeys_dir);
+    metric_set(app->m_journeys, NULL, (double)count);
+    log_info("reload (%s): %zu journeys loaded from %s", via, count, app->config.journeys_dir);
     return true;
 }
 
@@ -248,7 +306,7 @@ static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
     (void)what;
     app_t *app = arg;
     bool idle = http_server_pending(app->http) == 0 && ingest_backlog(app->ingest) == 0 &&
-                app->processor_stopped && app->dispatcher_stopped;
+                app->processor_stopped && app->dispatcher_stopped && app->scheduler_stopped;
     if (idle) {
         finish_shutdown(app);
         return;
@@ -275,6 +333,11 @@ static void on_dispatcher_stopped(void *arg)
     ((app_t *)arg)->dispatcher_stopped = true;
 }
 
+static void on_scheduler_stopped(void *arg)
+{
+    ((app_t *)arg)->scheduler_stopped = true;
+}
+
 static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -298,6 +361,10 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
         dispatcher_stop(app->dispatcher, on_dispatcher_stopped, app);
     else
         app->dispatcher_stopped = true;
+    if (app->scheduler)
+        scheduler_stop(app->scheduler, on_scheduler_stopped, app);
+    else
+        app->scheduler_stopped = true;
     app->shutdown_deadline_polls = SHUTDOWN_GRACE_S * 20;
     struct timeval tv = {0, 50000};
     event_add(app->shutdown_poll, &tv);
@@ -325,22 +392,46 @@ typedef struct ready_check {
     http_req_t *req; /* NULL for the start-up check */
 } ready_check_t;
 
+static void kick_scheduler(void *arg)
+{
+    app_t *app = arg;
+    if (app->scheduler)
+        scheduler_kick(app->scheduler);
+}
+
 /* The processor and the dispatcher start once the schema is known to be
  * current, so they never run against an outdated database. */
 static void start_workers(app_t *app)
 {
-    processor_opts_t popts = {
-        .batch_size = 500, .poll_ms = 1000, .channel = connector_channel, .channel_ctx = app};
-    app->processor = processor_new(app->base, app->db_processor,
-                                   (const journey_set_t *const *)&app->journeys, &popts);
+    processor_opts_t popts = {.batch_size = 500,
+                              .poll_ms = 1000,
+                              .registry = app->registry,
+                              .channel = connector_channel,
+                              .channel_ctx = app,
+                              .tzdb = app->tzdb,
+                              .default_tz = tz_utc(),
+                              .on_commit = kick_scheduler,
+                              .on_commit_arg = app};
+    app->processor = processor_new(app->base, app->db_processor, &popts);
+    app->db_scheduler = db_open(app->base, "scheduler", app->config.db_conninfo);
+    scheduler_opts_t sopts = {.batch_size = 500,
+                              .poll_ms = 1000,
+                              .registry = app->registry,
+                              .channel = connector_channel,
+                              .channel_ctx = app,
+                              .tzdb = app->tzdb,
+                              .default_tz = tz_utc()};
+    app->scheduler = scheduler_new(app->base, app->db_scheduler, &sopts);
     char host[128] = "localhost";
     gethostname(host, sizeof(host) - 1);
     char *owner = jd_xasprintf("%s:%d", host, (int)getpid());
     dispatcher_opts_t dopts = {.config = &app->config,
                                .owner = owner,
-                               .max_in_flight = 64,
-                               .lease_ms = 120000,
-                               .poll_ms = 1000};
+                               .max_in_flight = app->config.delivery_max_in_flight,
+                               .lease_ms = app->config.delivery_lease_ms,
+                               .poll_ms = app->config.delivery_poll_ms,
+                               .tracking_secret = app->tracking_secret,
+                               .tracking_secret_len = app->tracking_secret_len};
     app->dispatcher = dispatcher_new(app->base, app->db_dispatcher, app->curl, &dopts);
     free(owner);
     app->db_maintenance = db_open(app->base, "maintenance", app->config.db_conninfo);
@@ -454,10 +545,7 @@ static void handle_metrics(http_req_t *r, void *arg)
 static void handle_reload(http_req_t *r, void *arg)
 {
     app_t *app = arg;
-    char *key = http_req_basic_user(r);
-    const char *bearer = http_req_header(r, "Authorization");
-    if (!key && bearer && !strncmp(bearer, "Bearer ", 7))
-        key = jd_xstrdup(bearer + 7);
+    char *key = journeys_api_admin_key(r);
     bool admin = keyring_check(app->keys, KEY_ADMIN, key, NULL);
     free(key);
     if (!admin) {
@@ -474,9 +562,9 @@ static void handle_reload(http_req_t *r, void *arg)
                                   "message", "the journeys are invalid; the old set stays loaded",
                                   "errors", errors));
     } else {
-        http_reply_json(
-            r, 200,
-            json_pack("{s:b, s:I}", "success", 1, "journeys", (json_int_t)app->journeys->count));
+        http_reply_json(r, 200,
+                        json_pack("{s:b, s:I}", "success", 1, "journeys",
+                                  (json_int_t)registry_current(app->registry)->count));
     }
     diag_free(&d);
 }
@@ -523,15 +611,20 @@ static keyring_t *build_keyring(const config_t *c)
 static void app_free(app_t *app)
 {
     curl_loop_free(app->curl);
-    db_t *dbs[] = {app->db_control, app->db_ingest, app->db_processor, app->db_dispatcher,
-                   app->db_maintenance};
+    db_t *dbs[] = {app->db_control,     app->db_ingest,    app->db_processor, app->db_dispatcher,
+                   app->db_maintenance, app->db_scheduler, app->db_tracking};
     for (size_t i = 0; i < JD_ARRAY_LEN(dbs); i++)
         if (dbs[i])
             db_close(dbs[i]);
     maintenance_free(app->maintenance);
+    scheduler_free(app->scheduler);
     dispatcher_free(app->dispatcher);
     processor_free(app->processor);
+    tracking_api_free(app->tracking_api);
+    OPENSSL_cleanse(app->tracking_secret, sizeof(app->tracking_secret));
     ingest_api_free(app->ingest_api);
+    journeys_api_free(app->journeys_api);
+    forms_api_free(app->forms_api);
     ingest_free(app->ingest);
     http_server_free(app->http);
     struct event *evs[] = {app->sig_term, app->sig_int, app->sig_hup, app->watchdog,
@@ -540,10 +633,41 @@ static void app_free(app_t *app)
         if (evs[i])
             event_free(evs[i]);
     keyring_free(app->keys);
-    free_journeys(app->journeys);
+    registry_free(app->registry);
+    tzdb_free(app->tzdb);
+    free_forms(app->forms);
     if (app->base)
         event_base_free(app->base);
     config_free(&app->config);
+}
+
+/* The key of tracking and unsubscribe tokens: tracking.secret(_file), or a
+ * random one that lives until the process ends. Registers the routes. */
+static bool setup_tracking(app_t *app)
+{
+    const char *configured = app->config.tracking_secret;
+    if (configured) {
+        size_t n = strlen(configured);
+        if (n > sizeof(app->tracking_secret))
+            n = sizeof(app->tracking_secret); /* HMAC hashes longer keys anyway */
+        memcpy(app->tracking_secret, configured, n);
+        app->tracking_secret_len = n;
+    } else {
+        if (RAND_bytes(app->tracking_secret, 32) != 1) {
+            log_error("cannot generate a tracking secret");
+            return false;
+        }
+        app->tracking_secret_len = 32;
+        log_warn("tracking.secret_file is not set: a random tracking secret was generated, so "
+                 "tracking and unsubscribe links in email sent now stop working at the next "
+                 "restart");
+    }
+    app->db_tracking = db_open(app->base, "tracking", app->config.db_conninfo);
+    tracking_opts_t topts = {.secret = app->tracking_secret,
+                             .secret_len = app->tracking_secret_len};
+    app->tracking_api = tracking_api_new(app->db_tracking, app->ingest, &topts);
+    tracking_api_register(app->tracking_api, app->http);
+    return true;
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -581,17 +705,33 @@ static int cmd_serve(int argc, char **argv)
     metrics_add_collector(collect_metrics, &app);
 
     diag_t jd = {0};
-    app.journeys = load_journeys(&app, &jd);
+    journey_set_t *first = load_journeys(&app, &jd);
     for (size_t i = 0; i < jd.count; i++)
         log_error("%s", jd.msgs[i]);
     diag_free(&jd);
-    if (!app.journeys) {
+    if (!first) {
         log_error("the journeys in %s are invalid; not starting", app.config.journeys_dir);
         app.exit_code = 1;
         goto done;
     }
-    metric_set(app.m_journeys, NULL, (double)app.journeys->count);
-    log_info("journeyd %s: %zu journeys loaded from %s", JOURNEYD_VERSION, app.journeys->count,
+    app.forms = load_forms(&app, &jd);
+    for (size_t i = 0; i < jd.count; i++)
+        log_error("%s", jd.msgs[i]);
+    diag_free(&jd);
+    if (!app.forms) {
+        log_error("the forms in %s/forms are invalid; not starting", app.config.journeys_dir);
+        free_journeys(first);
+        app.exit_code = 1;
+        goto done;
+    }
+    log_info("%zu web forms loaded", app.forms->count);
+    app.registry = registry_new();
+    app.tzdb = tzdb_new(NULL);
+    size_t n_journeys = first->count;
+    registry_install(app.registry, first);
+    free(first);
+    metric_set(app.m_journeys, NULL, (double)n_journeys);
+    log_info("journeyd %s: %zu journeys loaded from %s", JOURNEYD_VERSION, n_journeys,
              app.config.journeys_dir);
 
     app.base = event_base_new();
@@ -613,12 +753,21 @@ static int cmd_serve(int argc, char **argv)
     app.ingest = ingest_new(app.base, app.db_ingest, &iopts);
     app.ingest_api = ingest_api_new(app.ingest, app.keys, &app.config);
     ingest_api_register(app.ingest_api, app.http);
+    app.forms_api = forms_api_new(app.ingest, (const form_set_t *const *)&app.forms);
+    forms_api_register(app.forms_api, app.http);
+    if (!setup_tracking(&app)) {
+        app.exit_code = 1;
+        goto done;
+    }
     app.curl = curl_loop_new(app.base);
     http_server_route(app.http, "GET", "/healthz", "healthz", handle_healthz, &app);
     http_server_route(app.http, "GET", "/readyz", "readyz", handle_readyz, &app);
     http_server_route(app.http, "GET", "/metrics", "metrics", handle_metrics, &app);
     http_server_route(app.http, "POST", "/v1/journeys/reload", "journeys_reload", handle_reload,
                       &app);
+    app.journeys_api =
+        journeys_api_new(app.db_control, app.keys, app.registry, kick_scheduler, &app);
+    journeys_api_register(app.journeys_api, app.http);
 
     unsigned bound = 0;
     if (!http_server_listen(app.http, app.config.listen_address, app.config.listen_port, &bound)) {
@@ -674,6 +823,8 @@ int main(int argc, char **argv)
         return cmd_migrate(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "render"))
+        return render_cmd_main(argc - 1, argv + 1);
     fprintf(stderr, "journeyd: unknown command '%s'\n", cmd);
     return usage(stderr);
 }

@@ -11,6 +11,7 @@
 #include "journeyd/clock.h"
 #include "journeyd/event.h"
 #include "journeyd/log.h"
+#include "journeyd/uuid.h"
 #include "journeyd/xmalloc.h"
 
 enum { ROUTE_BATCH = EVENT_TYPE_COUNT, ROUTE_IMPORT, ROUTE_COUNT };
@@ -23,8 +24,6 @@ struct ingest_api {
         ingest_api_t *api;
         int kind; /* an event_type_t, ROUTE_BATCH or ROUTE_IMPORT */
     } routes[ROUTE_COUNT];
-    unsigned char rand_pool[4096]; /* random bytes for UUIDs; rand_used consumed */
-    size_t rand_used;
 };
 
 ingest_api_t *ingest_api_new(ingest_t *ing, const keyring_t *keys, const config_t *config)
@@ -33,41 +32,12 @@ ingest_api_t *ingest_api_new(ingest_t *ing, const keyring_t *keys, const config_
     api->ing = ing;
     api->keys = keys;
     api->config = config;
-    api->rand_used = sizeof(api->rand_pool); /* drawn at the first use */
     return api;
 }
 
 void ingest_api_free(ingest_api_t *api)
 {
     free(api);
-}
-
-/* A random (version 4) UUID for events that come without a messageId. The
- * random bytes are drawn from OpenSSL a page at a time: one RAND_bytes call
- * per event cost more than the rest of its UUID. */
-static void uuid4(ingest_api_t *api, char out[37])
-{
-    if (api->rand_used + 16 > sizeof(api->rand_pool)) {
-        if (RAND_bytes(api->rand_pool, (int)sizeof(api->rand_pool)) != 1) {
-            /* RAND_bytes only fails when the OS has no entropy: a broken invariant. */
-            log_error("RAND_bytes failed");
-            abort();
-        }
-        api->rand_used = 0;
-    }
-    unsigned char *b = api->rand_pool + api->rand_used;
-    api->rand_used += 16;
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    static const char hex[] = "0123456789abcdef";
-    char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *o++ = '-';
-        *o++ = hex[b[i] >> 4];
-        *o++ = hex[b[i] & 15];
-    }
-    *o = '\0';
 }
 
 /* ---- CORS ---- */
@@ -211,8 +181,8 @@ static void reply_invalid(http_req_t *r, json_t *errors)
 }
 
 /* Normalises one item; appends it to events or its error to errors. */
-static void add_event(ingest_api_t *api, const json_t *item, long index, int kind,
-                      const json_t *batch, int64_t received_ms, json_t *events, json_t *errors)
+static void add_event(const json_t *item, long index, int kind, const json_t *batch,
+                      int64_t received_ms, json_t *events, json_t *errors)
 {
     event_type_t type;
     if (kind == ROUTE_BATCH || kind == ROUTE_IMPORT) {
@@ -240,7 +210,7 @@ static void add_event(ingest_api_t *api, const json_t *item, long index, int kin
     char id[37] = "";
     const char *mid = event_str(item, "messageId");
     if (!mid || !*mid)
-        uuid4(api, id);
+        uuid_v4(id);
     event_ctx_t ctx = {.received_ms = received_ms, .generated_id = id, .batch = batch};
     event_error_t err;
     json_t *ev = event_normalize(item, type, &ctx, &err);
@@ -339,10 +309,10 @@ static void handle(http_req_t *r, void *arg)
             size_t i;
             const json_t *item;
             json_array_foreach(batch, i, item)
-                add_event(api, item, (long)i, rc->kind, in, received_ms, events, errors);
+                add_event(item, (long)i, rc->kind, in, received_ms, events, errors);
         }
     } else {
-        add_event(api, in, 0, rc->kind, NULL, received_ms, events, errors);
+        add_event(in, 0, rc->kind, NULL, received_ms, events, errors);
     }
     json_decref(in);
     if (json_array_size(errors) > 0) {

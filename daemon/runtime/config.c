@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "journeyd/node.h"
+#include "journeyd/policy.h"
 #include "journeyd/xmalloc.h"
 #include "journeyd/yaml.h"
 
@@ -609,6 +610,150 @@ static const field_t webhook_fields[] = {
     FIELD_END,
 };
 
+static bool check_mailto(ctx_t *c, const node_t *where, const char *value)
+{
+    const char *addr = strncmp(value, "mailto:", 7) == 0 ? value + 7 : value;
+    const char *at = strchr(addr, '@');
+    if (at && at != addr && at[1] != '\0' && !strpbrk(addr, " \t\r\n<>,"))
+        return true;
+    node_error(c->d, where, "expected an address such as unsubscribe@shop.example, found '%s'",
+               value);
+    return false;
+}
+
+static bool check_tracking_secret(ctx_t *c, const node_t *where, const char *value)
+{
+    if (strlen(value) >= 16)
+        return true;
+    node_error(c->d, where, "the tracking secret must be at least 16 characters long");
+    return false;
+}
+
+/* quiet_hours start/end: "HH:MM". */
+static bool parse_clock_field(ctx_t *c, const node_t *v, int *out)
+{
+    const char *s = get_string(c, v);
+    if (!s)
+        return false;
+    if (!policy_parse_clock(s, out)) {
+        node_error(c->d, v, "expected a time of day such as \"21:00\" (HH:MM), found '%s'", s);
+        return false;
+    }
+    return true;
+}
+
+static bool parse_quiet_start(ctx_t *c, const node_t *v, void *base)
+{
+    return parse_clock_field(c, v, &((config_t *)base)->policy_quiet_start_min);
+}
+
+static bool parse_quiet_end(ctx_t *c, const node_t *v, void *base)
+{
+    return parse_clock_field(c, v, &((config_t *)base)->policy_quiet_end_min);
+}
+
+static bool parse_quiet_timezone(ctx_t *c, const node_t *v, void *base)
+{
+    const char *s = get_string(c, v);
+    if (!s)
+        return false;
+    if (!policy_parse_offset(s, &((config_t *)base)->policy_default_tz_min)) {
+        node_error(c->d, v,
+                   "expected a UTC offset such as \"+01:00\", \"-05:30\" or \"UTC\", found "
+                   "'%s' (region names are not supported)",
+                   s);
+        return false;
+    }
+    return true;
+}
+
+static const field_t breaker_fields[] = {
+    {.key = "failures",
+     .type = F_UINT,
+     .off = AT(config_t, delivery_breaker_failures),
+     .min = 0,
+     .max = 100000},
+    {.key = "cooldown",
+     .type = F_DURATION,
+     .off = AT(config_t, delivery_breaker_cooldown_ms),
+     .min = 100,
+     .max = 86400 * 1000},
+    FIELD_END,
+};
+
+static const field_t delivery_fields[] = {
+    {.key = "retry_base",
+     .type = F_DURATION,
+     .off = AT(config_t, delivery_retry_base_ms),
+     .min = 10,
+     .max = 3600 * 1000},
+    {.key = "lease",
+     .type = F_DURATION,
+     .off = AT(config_t, delivery_lease_ms),
+     .min = 500,
+     .max = 86400 * 1000},
+    {.key = "max_in_flight",
+     .type = F_UINT,
+     .off = AT(config_t, delivery_max_in_flight),
+     .min = 1,
+     .max = 100000},
+    {.key = "poll_interval",
+     .type = F_DURATION,
+     .off = AT(config_t, delivery_poll_ms),
+     .min = 50,
+     .max = 60 * 1000},
+    {.key = "circuit_breaker", .type = F_SECTION, .sub = breaker_fields},
+    FIELD_END,
+};
+
+static const field_t cap_fields[] = {
+    {.key = "count",
+     .type = F_UINT,
+     .off = AT(config_t, policy_cap_count),
+     .required = true,
+     .min = 1,
+     .max = 1000000},
+    {.key = "per",
+     .type = F_DURATION,
+     .off = AT(config_t, policy_cap_period_ms),
+     .required = true,
+     .min = 1000,
+     .max = 366LL * 86400 * 1000},
+    FIELD_END,
+};
+
+static const field_t quiet_fields[] = {
+    {.key = "start", .type = F_CUSTOM, .custom = parse_quiet_start, .required = true},
+    {.key = "end", .type = F_CUSTOM, .custom = parse_quiet_end, .required = true},
+    {.key = "timezone", .type = F_CUSTOM, .custom = parse_quiet_timezone},
+    FIELD_END,
+};
+
+static const field_t policy_fields[] = {
+    {.key = "max_per_profile", .type = F_SECTION, .sub = cap_fields},
+    {.key = "quiet_hours", .type = F_SECTION, .sub = quiet_fields},
+    FIELD_END,
+};
+
+static const field_t tracking_fields[] = {
+    {.key = "secret",
+     .type = F_STR,
+     .off = AT(config_t, tracking_secret),
+     .check = check_tracking_secret},
+    {.key = "secret_file",
+     .type = F_SECRET,
+     .off = AT(config_t, tracking_secret),
+     .alt = "secret",
+     .check = check_tracking_secret},
+    {.key = "unsubscribe_mailto",
+     .type = F_STR,
+     .off = AT(config_t, tracking_unsubscribe_mailto),
+     .check = check_mailto},
+    {.key = "links", .type = F_BOOL, .off = AT(config_t, tracking_links)},
+    {.key = "opens", .type = F_BOOL, .off = AT(config_t, tracking_opens)},
+    FIELD_END,
+};
+
 static bool parse_sources(ctx_t *c, const node_t *v, void *base)
 {
     config_t *cfg = base;
@@ -737,6 +882,9 @@ static const field_t top_fields[] = {
      .off_count = AT(config_t, n_read_keys),
      .keys = KEYS_READ},
     {.key = "connectors", .type = F_CUSTOM, .custom = parse_connectors},
+    {.key = "delivery", .type = F_SECTION, .sub = delivery_fields},
+    {.key = "policy", .type = F_SECTION, .sub = policy_fields},
+    {.key = "tracking", .type = F_SECTION, .sub = tracking_fields},
     FIELD_END,
 };
 
@@ -782,6 +930,46 @@ static void set_defaults(config_t *cfg)
     cfg->ingest_batch_rows = 500;
     cfg->ingest_queue_max = 20000;
     cfg->ingest_retention_ms = 90LL * 86400000LL;
+    cfg->delivery_retry_base_ms = 5000;
+    cfg->delivery_max_in_flight = 64;
+    cfg->delivery_poll_ms = 1000;
+    cfg->delivery_breaker_failures = 5;
+    cfg->delivery_breaker_cooldown_ms = 60000;
+    cfg->policy_cap_period_ms = 86400 * 1000;
+    cfg->policy_quiet_start_min = -1;
+    cfg->policy_quiet_end_min = -1;
+    cfg->tracking_links = true;
+    cfg->tracking_opens = true;
+}
+
+/* Checks across sections of delivery: and policy: once all parsed. */
+static bool check_delivery(ctx_t *c, const node_t *root, config_t *cfg)
+{
+    bool ok = true;
+    int64_t longest = 0;
+    for (size_t i = 0; i < cfg->n_connectors; i++)
+        if (cfg->connectors[i].timeout_ms > longest)
+            longest = cfg->connectors[i].timeout_ms;
+    const node_t *lease = node_get(node_get(root, "delivery"), "lease");
+    if (lease && cfg->delivery_lease_ms <= longest) {
+        node_error(c->d, lease,
+                   "the lease (%lld ms) must be longer than the longest connector timeout "
+                   "(%lld ms), or a send still under way could be sent again",
+                   (long long)cfg->delivery_lease_ms, (long long)longest);
+        ok = false;
+    }
+    if (!lease) {
+        cfg->delivery_lease_ms = 120000;
+        if (longest + 30000 > cfg->delivery_lease_ms)
+            cfg->delivery_lease_ms = longest + 30000;
+    }
+    const node_t *quiet = node_get(node_get(root, "policy"), "quiet_hours");
+    if (quiet && cfg->policy_quiet_start_min >= 0 &&
+        cfg->policy_quiet_start_min == cfg->policy_quiet_end_min) {
+        node_error(c->d, quiet, "quiet hours must end at another time than they start");
+        ok = false;
+    }
+    return ok;
 }
 
 /* Defaults that depend on other values, filled once everything parsed. */
@@ -822,6 +1010,7 @@ bool config_load(const char *path, config_t *out, diag_t *d)
         diag_add(d, doc.file, 1, 1, "the configuration is empty");
     } else if (apply_table(&c, top_fields, doc.root, out)) {
         (void)check_key_uses(&c);
+        (void)check_delivery(&c, doc.root, out);
         set_derived(&c, out);
     }
 
@@ -870,6 +1059,8 @@ void config_free(config_t *c)
         free(k->secret);
     }
     free(c->connectors);
+    free(c->tracking_secret);
+    free(c->tracking_unsubscribe_mailto);
     memset(c, 0, sizeof(*c));
 }
 

@@ -8,6 +8,7 @@
 #include "journeyd/clock.h"
 #include "journeyd/log.h"
 #include "journeyd/metrics.h"
+#include "journeyd/runbatch.h"
 #include "journeyd/xmalloc.h"
 
 static const char LOCK_SQL[] = "SELECT txid::text, event_id FROM processor_cursors "
@@ -15,31 +16,18 @@ static const char LOCK_SQL[] = "SELECT txid::text, event_id FROM processor_curso
 static const char FETCH_SQL[] =
     "SELECT event_id, event_txid::text, body::text, profile_id, traits::text "
     "FROM journeyd_process_batch($1::xid8, $2::bigint, $3::int)";
-static const char WRITE_SQL[] =
-    "WITH runs_in AS ("
-    "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(journey_id text, journey_hash text,"
-    "  profile_id bigint, event_id bigint)),"
-    " new_runs AS ("
-    "  INSERT INTO runs (journey_id, journey_hash, profile_id, trigger_event_id, status,"
-    "  ended_at)"
-    "  SELECT journey_id, journey_hash, profile_id, event_id, 'completed', now() FROM runs_in"
-    "  ON CONFLICT ON CONSTRAINT runs_once_per_event DO NOTHING"
-    "  RETURNING id, journey_id, profile_id, trigger_event_id),"
-    " sends_in AS ("
-    "  SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(journey_id text, event_id bigint,"
-    "  profile_id bigint, step_id text, connector text, kind text, recipient text,"
-    "  payload jsonb, error text)),"
-    " new_sends AS ("
-    "  INSERT INTO outbox (idempotency_key, run_id, profile_id, journey_id, step_id, connector,"
-    "  kind, recipient, payload, message_id, status, last_reason)"
-    "  SELECT s.journey_id || ':' || s.event_id || ':' || s.step_id, r.id, s.profile_id,"
-    "  s.journey_id, s.step_id, s.connector, s.kind, s.recipient, s.payload,"
-    "  md5(s.journey_id || ':' || s.event_id || ':' || s.step_id),"
-    "  CASE WHEN s.error IS NULL THEN 'queued' ELSE 'dead' END, s.error"
-    "  FROM sends_in s JOIN new_runs r ON r.journey_id = s.journey_id"
-    "  AND r.trigger_event_id = s.event_id AND r.profile_id = s.profile_id"
-    "  ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)"
-    " UPDATE processor_cursors SET txid = $3::xid8, event_id = $4::bigint, updated_at = now()"
+static const char RUNS_SQL[] =
+    "SELECT " RUNBATCH_RUN_COLUMNS " FROM runs r"
+    " WHERE r.profile_id = ANY($1::bigint[]) AND r.status IN ('active', 'waiting')"
+    " ORDER BY r.id FOR UPDATE";
+static const char STATS_SQL[] =
+    "SELECT journey_id, profile_id, count(*) FILTER (WHERE status IN ('active', 'waiting')),"
+    " (extract(epoch FROM max(created_at)) * 1000)::bigint,"
+    " array_agg((extract(epoch FROM created_at) * 1000)::bigint)"
+    "  FILTER (WHERE created_at > now() - $2::bigint * interval '1 millisecond')"
+    " FROM runs WHERE profile_id = ANY($1::bigint[]) GROUP BY journey_id, profile_id";
+static const char CURSOR_SQL[] =
+    "UPDATE processor_cursors SET txid = $1::xid8, event_id = $2::bigint, updated_at = now()"
     " WHERE name = 'events'";
 
 typedef enum proc_state {
@@ -47,7 +35,13 @@ typedef enum proc_state {
     PROC_BEGIN,    /* BEGIN sent */
     PROC_LOCK,     /* cursor lock requested */
     PROC_FETCH,    /* batch requested */
-    PROC_WRITE,    /* effects and cursor sent */
+    PROC_RUNS,     /* the batch's profiles' open runs requested (locked) */
+    PROC_STATS,    /* their entry statistics requested */
+    PROC_FACTS,    /* events, engagement and segments for conditions requested */
+    PROC_ASSIGN,   /* owner counters requested */
+    PROC_IDS,      /* ids for new runs requested */
+    PROC_WRITE,    /* runs, outbox rows and traits sent */
+    PROC_CURSOR,   /* the new cursor sent */
     PROC_COMMIT,   /* COMMIT sent */
     PROC_ROLLBACK, /* ROLLBACK sent after a failure */
     PROC_STOPPED,
@@ -56,7 +50,6 @@ typedef enum proc_state {
 struct processor {
     struct event_base *base;
     db_t *db;
-    const journey_set_t *const *journeys;
     processor_opts_t opts;
     proc_state_t state;
     bool kicked; /* work may be waiting: run again when idle */
@@ -69,13 +62,18 @@ struct processor {
     char cursor_id[32];
     unsigned last_batch_rows;
     int64_t batch_start_us;
+    PGresult *events;  /* the batch's events (a copy), until it ends */
+    char *profile_ids; /* their profiles as an array literal */
+    runbatch_t *batch;
+    unsigned assign_rounds;
     metric_t *m_events, *m_batches, *m_sends, *m_errors, *m_batch_seconds;
 };
 
 static const char *state_name(proc_state_t s)
 {
-    static const char *const names[] = {"idle",  "begin",  "lock",     "fetch",
-                                        "write", "commit", "rollback", "stopped"};
+    static const char *const names[] = {"idle",   "begin",    "lock",   "fetch", "runs",
+                                        "stats",  "assign",   "ids",    "write", "cursor",
+                                        "commit", "rollback", "stopped"};
     return names[s];
 }
 
@@ -86,8 +84,15 @@ static void set_state(processor_t *p, proc_state_t next)
         [PROC_IDLE] = 1u << PROC_BEGIN | 1u << PROC_STOPPED,
         [PROC_BEGIN] = 1u << PROC_LOCK | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
         [PROC_LOCK] = 1u << PROC_FETCH | 1u << PROC_COMMIT | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
-        [PROC_FETCH] = 1u << PROC_WRITE | 1u << PROC_COMMIT | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
-        [PROC_WRITE] = 1u << PROC_COMMIT | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
+        [PROC_FETCH] = 1u << PROC_RUNS | 1u << PROC_COMMIT | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
+        [PROC_RUNS] = 1u << PROC_STATS | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
+        [PROC_STATS] = 1u << PROC_ASSIGN | 1u << PROC_IDS | 1u << PROC_WRITE | 1u << PROC_CURSOR |
+                       1u << PROC_ROLLBACK | 1u << PROC_IDLE,
+        [PROC_ASSIGN] = 1u << PROC_ASSIGN | 1u << PROC_IDS | 1u << PROC_WRITE | 1u << PROC_CURSOR |
+                        1u << PROC_ROLLBACK | 1u << PROC_IDLE,
+        [PROC_IDS] = 1u << PROC_WRITE | 1u << PROC_CURSOR | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
+        [PROC_WRITE] = 1u << PROC_CURSOR | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
+        [PROC_CURSOR] = 1u << PROC_COMMIT | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
         [PROC_COMMIT] = 1u << PROC_IDLE,
         [PROC_ROLLBACK] = 1u << PROC_IDLE,
         [PROC_STOPPED] = 0,
@@ -102,8 +107,18 @@ static void set_state(processor_t *p, proc_state_t next)
 
 static void start_batch(processor_t *p);
 
+static void end_batch(processor_t *p)
+{
+    runbatch_free(p->batch);
+    p->batch = NULL;
+    if (p->events)
+        PQclear(p->events);
+    p->events = NULL;
+}
+
 static void go_idle(processor_t *p)
 {
+    end_batch(p);
     set_state(p, PROC_IDLE);
     if (p->stopping) {
         set_state(p, PROC_STOPPED);
@@ -157,6 +172,12 @@ static void on_committed(db_t *db, PGresult *res, void *arg)
     }
     metric_add(p->m_batches, NULL, 1);
     metric_add(p->m_events, NULL, p->last_batch_rows);
+    if (p->batch) {
+        runbatch_committed(p->batch);
+        metric_add(p->m_sends, NULL, (double)runbatch_sends(p->batch));
+        if (p->opts.on_commit)
+            p->opts.on_commit(p->opts.on_commit_arg);
+    }
     metric_observe(p->m_batch_seconds, NULL, (double)(clock_mono_us() - p->batch_start_us) / 1e6);
     /* A full batch means more may be waiting. */
     if (p->last_batch_rows >= p->opts.batch_size)
@@ -171,6 +192,25 @@ static void commit(processor_t *p)
         fail(p, "queueing COMMIT", NULL);
 }
 
+static void on_cursor(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    processor_t *p = arg;
+    if (!db_ok(res)) {
+        fail(p, "moving the cursor", res);
+        return;
+    }
+    commit(p);
+}
+
+static void write_cursor(processor_t *p)
+{
+    set_state(p, PROC_CURSOR);
+    const char *params[] = {p->cursor_txid, p->cursor_id};
+    if (!db_query(p->db, CURSOR_SQL, 2, params, on_cursor, p))
+        fail(p, "queueing the cursor", NULL);
+}
+
 static void on_written(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
@@ -179,50 +219,154 @@ static void on_written(db_t *db, PGresult *res, void *arg)
         fail(p, "writing runs and outbox", res);
         return;
     }
-    commit(p);
+    write_cursor(p);
 }
 
-static const char *channel_kind(engine_channel_t c)
+static void write_batch(processor_t *p)
 {
-    return c == ENGINE_EMAIL ? "email" : "webhook";
-}
-
-/* Runs every journey on one event; appends run and send rows. */
-static void evaluate(processor_t *p, const json_t *event, int64_t event_id, int64_t profile_id,
-                     const json_t *traits, int64_t now_ms, json_t *runs, json_t *sends)
-{
-    const journey_set_t *set = *p->journeys;
-    for (size_t i = 0; set && i < set->count; i++) {
-        const journey_t *j = set->items[i];
-        if (!engine_triggers(j, event))
-            continue;
-        json_array_append_new(runs,
-                              json_pack("{s:s, s:s, s:I, s:I}", "journey_id", j->id, "journey_hash",
-                                        j->hash, "profile_id", (json_int_t)profile_id, "event_id",
-                                        (json_int_t)event_id));
-        engine_input_t in = {
-            .event = event, .traits = traits, .profile_id = profile_id, .now_ms = now_ms};
-        engine_out_t out = {0};
-        engine_enter(j, &in, p->opts.channel, p->opts.channel_ctx, &out);
-        for (size_t k = 0; k < out.n_sends; k++) {
-            const engine_send_t *s = &out.sends[k];
-            json_t *payload = json_object();
-            if (s->channel == ENGINE_EMAIL)
-                json_object_set_new(payload, "email",
-                                    json_pack("{s:s?, s:s?, s:s?, s:s?}", "to", s->to, "subject",
-                                              s->subject, "text", s->text, "html", s->html));
-            else
-                json_object_set_new(payload, "body", s->body ? json_string(s->body) : json_null());
-            json_array_append_new(
-                sends, json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:s?, s:o, s:s?}", "journey_id",
-                                 j->id, "event_id", (json_int_t)event_id, "profile_id",
-                                 (json_int_t)profile_id, "step_id", s->step->id, "connector",
-                                 s->step->send.connector, "kind", channel_kind(s->channel),
-                                 "recipient", s->to, "payload", payload, "error", s->error));
-            metric_add(p->m_sends, NULL, 1);
-        }
-        engine_out_free(&out);
+    char *params[3];
+    if (!runbatch_write_params(p->batch, params)) {
+        for (int i = 0; i < 3; i++)
+            free(params[i]);
+        write_cursor(p);
+        return;
     }
+    set_state(p, PROC_WRITE);
+    bool queued =
+        db_query(p->db, RUNBATCH_WRITE_SQL, 3, (const char *const *)params, on_written, p);
+    for (int i = 0; i < 3; i++)
+        free(params[i]);
+    if (!queued)
+        fail(p, "queueing the write", NULL);
+}
+
+static void on_ids(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    processor_t *p = arg;
+    if (!db_ok(res)) {
+        fail(p, "allocating run ids", res);
+        return;
+    }
+    runbatch_set_ids(p->batch, res);
+    write_batch(p);
+}
+
+static void allocate_ids(processor_t *p)
+{
+    size_t n = runbatch_new_runs(p->batch);
+    if (n == 0) {
+        write_batch(p);
+        return;
+    }
+    char count[24];
+    snprintf(count, sizeof(count), "%zu", n);
+    const char *params[] = {count};
+    set_state(p, PROC_IDS);
+    if (!db_query(p->db, RUNBATCH_IDS_SQL, 1, params, on_ids, p))
+        fail(p, "queueing run ids", NULL);
+}
+
+static void assign_owners(processor_t *p);
+
+static void on_assigned(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    processor_t *p = arg;
+    if (!db_ok(res)) {
+        fail(p, "assigning owners", res);
+        return;
+    }
+    runbatch_assigned(p->batch, res);
+    assign_owners(p);
+}
+
+/* Owner assignments may lead to more (a second assign step): a few rounds
+ * at most; a run still waiting for an owner after that is resumed by the
+ * scheduler. */
+static void assign_owners(processor_t *p)
+{
+    char *req = p->assign_rounds < 4 ? runbatch_assign_request(p->batch) : NULL;
+    if (!req) {
+        allocate_ids(p);
+        return;
+    }
+    p->assign_rounds++;
+    const char *params[] = {req};
+    set_state(p, PROC_ASSIGN);
+    bool queued = db_query(p->db, RUNBATCH_ASSIGN_SQL, 1, params, on_assigned, p);
+    free(req);
+    if (!queued)
+        fail(p, "queueing the owner assignment", NULL);
+}
+
+/* Every event in log order: its profile's runs move, journeys enrol. */
+static void evaluate(processor_t *p)
+{
+    PGresult *ev = p->events;
+    for (int i = 0; i < PQntuples(ev); i++) {
+        int64_t event_id = strtoll(PQgetvalue(ev, i, 0), NULL, 10);
+        int64_t profile_id = strtoll(PQgetvalue(ev, i, 3), NULL, 10);
+        json_t *event = json_loads(PQgetvalue(ev, i, 2), 0, NULL);
+        json_t *traits = json_loads(PQgetvalue(ev, i, 4), 0, NULL);
+        runbatch_profile(p->batch, profile_id, traits);
+        if (event)
+            runbatch_on_event(p->batch, profile_id, event_id, event);
+        else
+            log_error("processor: event %lld has an unreadable body; skipped", (long long)event_id);
+        json_decref(event);
+        json_decref(traits);
+    }
+    assign_owners(p);
+}
+
+static void on_facts(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    processor_t *p = arg;
+    if (!db_ok(res)) {
+        fail(p, "reading facts for conditions", res);
+        return;
+    }
+    runbatch_load_facts(p->batch, res);
+    evaluate(p);
+}
+
+static void on_stats(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    processor_t *p = arg;
+    if (!db_ok(res)) {
+        fail(p, "reading entry statistics", res);
+        return;
+    }
+    runbatch_load_stats(p->batch, res);
+    if (!runbatch_needs_facts(p->opts.registry)) {
+        evaluate(p);
+        return;
+    }
+    const char *params[] = {p->profile_ids};
+    set_state(p, PROC_FACTS);
+    if (!db_query(p->db, RUNBATCH_FACTS_SQL, 1, params, on_facts, p))
+        fail(p, "queueing facts", NULL);
+}
+
+static void on_runs(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    processor_t *p = arg;
+    if (!db_ok(res)) {
+        fail(p, "reading open runs", res);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++)
+        runbatch_load_run(p->batch, res, i);
+    char window[24];
+    snprintf(window, sizeof(window), "%lld", (long long)runbatch_stats_window_ms(p->opts.registry));
+    const char *params[] = {p->profile_ids, window};
+    set_state(p, PROC_STATS);
+    if (!db_query(p->db, STATS_SQL, 2, params, on_stats, p))
+        fail(p, "queueing entry statistics", NULL);
 }
 
 static void on_fetched(db_t *db, PGresult *res, void *arg)
@@ -239,33 +383,36 @@ static void on_fetched(db_t *db, PGresult *res, void *arg)
         commit(p);
         return;
     }
-    json_t *runs = json_array(), *sends = json_array();
-    int64_t now_ms = clock_wall_ms();
-    for (int i = 0; i < rows; i++) {
-        int64_t event_id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-        int64_t profile_id = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-        json_t *event = json_loads(PQgetvalue(res, i, 2), 0, NULL);
-        json_t *traits = json_loads(PQgetvalue(res, i, 4), 0, NULL);
-        if (event)
-            evaluate(p, event, event_id, profile_id, traits, now_ms, runs, sends);
-        else
-            log_error("processor: event %lld has an unreadable body; skipped", (long long)event_id);
-        json_decref(event);
-        json_decref(traits);
-    }
+    /* The result stays until the batch ends (db.c clears it after this
+     * callback, so keep a copy of what is needed). */
+    p->events = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
     snprintf(p->cursor_txid, sizeof(p->cursor_txid), "%s", PQgetvalue(res, rows - 1, 1));
     snprintf(p->cursor_id, sizeof(p->cursor_id), "%s", PQgetvalue(res, rows - 1, 0));
-    char *runs_text = json_dumps(runs, JSON_COMPACT);
-    char *sends_text = json_dumps(sends, JSON_COMPACT);
-    json_decref(runs);
-    json_decref(sends);
-    const char *params[] = {runs_text, sends_text, p->cursor_txid, p->cursor_id};
-    set_state(p, PROC_WRITE);
-    bool queued = runs_text && sends_text && db_query(p->db, WRITE_SQL, 4, params, on_written, p);
-    free(runs_text);
-    free(sends_text);
-    if (!queued)
-        fail(p, "queueing the write", NULL);
+    size_t cap = (size_t)rows * 21 + 3, len = 0;
+    free(p->profile_ids);
+    p->profile_ids = jd_xmalloc(cap);
+    p->profile_ids[len++] = '{';
+    for (int i = 0; i < rows; i++)
+        len += (size_t)snprintf(p->profile_ids + len, cap - len, "%s%s", i ? "," : "",
+                                PQgetvalue(res, i, 3));
+    snprintf(p->profile_ids + len, cap - len, "}");
+    runbatch_env_t env = {.registry = p->opts.registry,
+                          .channel = p->opts.channel,
+                          .channel_ctx = p->opts.channel_ctx,
+                          .tzdb = p->opts.tzdb,
+                          .default_tz = p->opts.default_tz,
+                          .now_ms = clock_wall_ms()};
+    p->batch = runbatch_new(&env);
+    p->assign_rounds = 0;
+    for (int i = 0; i < rows; i++) {
+        json_t *traits = json_loads(PQgetvalue(res, i, 4), 0, NULL);
+        runbatch_profile(p->batch, strtoll(PQgetvalue(res, i, 3), NULL, 10), traits);
+        json_decref(traits);
+    }
+    const char *params[] = {p->profile_ids};
+    set_state(p, PROC_RUNS);
+    if (!db_query(p->db, RUNS_SQL, 1, params, on_runs, p))
+        fail(p, "queueing open runs", NULL);
 }
 
 static void on_locked(db_t *db, PGresult *res, void *arg)
@@ -359,13 +506,11 @@ static void on_connect(db_t *db, void *arg)
     processor_kick(p);
 }
 
-processor_t *processor_new(struct event_base *base, db_t *db, const journey_set_t *const *journeys,
-                           const processor_opts_t *opts)
+processor_t *processor_new(struct event_base *base, db_t *db, const processor_opts_t *opts)
 {
     processor_t *p = jd_xcalloc(1, sizeof(*p));
     p->base = base;
     p->db = db;
-    p->journeys = journeys;
     p->opts = *opts;
     p->state = PROC_IDLE;
     p->retry = evtimer_new(base, on_retry, p);
@@ -411,5 +556,7 @@ void processor_free(processor_t *p)
         return;
     event_free(p->poll);
     event_free(p->retry);
+    end_batch(p);
+    free(p->profile_ids);
     free(p);
 }

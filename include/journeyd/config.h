@@ -80,6 +80,29 @@ typedef struct config {
 
     config_connector_t *connectors; /* connectors: (map name -> settings) */
     size_t n_connectors;
+
+    /* delivery: */
+    int64_t delivery_retry_base_ms;  /* first retry delay; the schedule scales with it; 5 s */
+    int64_t delivery_lease_ms;       /* default max(2 min, longest connector timeout + 30 s); when
+                                        given, must exceed every connector's timeout */
+    unsigned delivery_max_in_flight; /* sends at once, all connectors; default 64 */
+    int64_t delivery_poll_ms;        /* look for due messages at least this often; 1 s */
+    unsigned delivery_breaker_failures;   /* consecutive transport failures that open a
+                                             connector's circuit; 0: never; default 5 */
+    int64_t delivery_breaker_cooldown_ms; /* how long it stays open; default 60 s */
+
+    /* policy: */
+    unsigned policy_cap_count;    /* max_per_profile.count: emails per profile; 0: no cap */
+    int64_t policy_cap_period_ms; /* max_per_profile.per; default 1 d */
+    int policy_quiet_start_min;   /* quiet_hours.start, minutes after midnight; -1: none */
+    int policy_quiet_end_min;     /* quiet_hours.end */
+    int policy_default_tz_min;    /* quiet_hours.timezone: UTC offset in minutes; default 0 */
+
+    /* tracking: */
+    char *tracking_secret;             /* secret / secret_file; NULL: generated at start */
+    char *tracking_unsubscribe_mailto; /* List-Unsubscribe mailto address; NULL: none */
+    bool tracking_links;               /* rewrite links of HTML email; default true */
+    bool tracking_opens;               /* add the open pixel to HTML email; default true */
 } config_t;
 
 /* Loads and validates path into *out (zeroed first). On failure returns false,

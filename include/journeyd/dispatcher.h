@@ -1,9 +1,13 @@
 /*
  * The dispatcher: claims due outbox rows (FOR UPDATE SKIP LOCKED, a lease
- * and an attempt number), sends them through the connectors, and records
- * each outcome only if it still holds that attempt (fencing), so several
- * journeyd processes share the outbox and a dead one's rows are retried once
- * its lease expires.
+ * and an attempt number, at most max_concurrency in flight per connector),
+ * applies the contact policy (policy.h), sends them through the connectors
+ * (HTML email with tracked links, an open pixel and List-Unsubscribe), and
+ * records each outcome only if it still holds that attempt (fencing), so
+ * several journeyd processes share the outbox and a dead one's rows are
+ * retried once its lease expires. A hard bounce suppresses the address; a
+ * 410 disables the connector (endpoint_state); consecutive transport
+ * failures open the connector's circuit breaker for a cool-down.
  */
 #ifndef JOURNEYD_DISPATCHER_H
 #define JOURNEYD_DISPATCHER_H
@@ -17,13 +21,17 @@ struct event_base;
 typedef struct dispatcher dispatcher_t;
 
 typedef struct dispatcher_opts {
-    const config_t *config; /* connectors; borrowed */
-    const char *owner;      /* lease owner: "host:pid" */
+    const config_t *config; /* connectors, delivery:, policy:, tracking:, public_url; borrowed */
+    const char *owner;      /* lease owner: "host:pid"; copied */
     unsigned max_in_flight; /* sends at once */
     int64_t lease_ms;       /* longer than any send's timeout */
     int64_t poll_ms;
+    /* Key of tracking and unsubscribe tokens (token.h); copied. */
+    const unsigned char *tracking_secret;
+    size_t tracking_secret_len;
 } dispatcher_opts_t;
 
+/* db and curl are borrowed and must outlive the dispatcher. */
 dispatcher_t *dispatcher_new(struct event_base *base, db_t *db, curl_loop_t *curl,
                              const dispatcher_opts_t *opts);
 void dispatcher_kick(dispatcher_t *d);

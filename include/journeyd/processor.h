@@ -10,23 +10,28 @@
 
 #include "journeyd/db.h"
 #include "journeyd/engine.h"
-#include "journeyd/journey.h"
+#include "journeyd/registry.h"
+#include "journeyd/tzdb.h"
 
 struct event_base;
 
 typedef struct processor processor_t;
 
 typedef struct processor_opts {
-    unsigned batch_size;       /* events per transaction */
-    int64_t poll_ms;           /* safety-net poll when no NOTIFY arrives */
+    unsigned batch_size; /* events per transaction */
+    int64_t poll_ms;     /* safety-net poll when no NOTIFY arrives */
+    const registry_t
+        *registry; /* journeys; read at each batch, so a reload takes effect on the next */
     engine_channel_fn channel; /* connector name -> kind */
     void *channel_ctx;
+    tzdb_t *tzdb;
+    const tz_t *default_tz;
+    void (*on_commit)(void *arg); /* after each batch that committed (wakes the scheduler) */
+    void *on_commit_arg;
 } processor_opts_t;
 
-/* db is borrowed (a connection of the processor's own). *journeys is read at
- * each batch, so a reload that swaps the pointer takes effect on the next one. */
-processor_t *processor_new(struct event_base *base, db_t *db, const journey_set_t *const *journeys,
-                           const processor_opts_t *opts);
+/* db is borrowed (a connection of the processor's own). */
+processor_t *processor_new(struct event_base *base, db_t *db, const processor_opts_t *opts);
 /* Wakes the processor (called on NOTIFY; also safe at any time). */
 void processor_kick(processor_t *p);
 /* Stops after the batch in flight; done(arg) runs when nothing is in flight. */

@@ -73,7 +73,7 @@ static void test_defaults(void)
     CHECK_STR(cfg.listen_address, "127.0.0.1");
     CHECK(cfg.listen_port == 8080);
     CHECK(cfg.port_file == NULL);
-    CHECK(cfg.http_max_body == 512 * 1024);
+    CHECK(cfg.http_max_body == 500 * 1024);
     CHECK(cfg.http_max_headers == 16 * 1024);
     CHECK(cfg.http_timeout_ms == 30000);
     CHECK(cfg.http_max_connections == 1024);
@@ -373,6 +373,89 @@ static void test_secret_files(void)
                  "line 4)");
 }
 
+/* delivery:, policy:, tracking: defaults, every value and the cross checks. */
+static void test_delivery_policy_tracking(void)
+{
+    config_t cfg;
+    diag_t d = {0};
+    CHECK(load_text(BASE SOURCE, &cfg, &d));
+    CHECK(cfg.delivery_retry_base_ms == 5000 && cfg.delivery_lease_ms == 120000);
+    CHECK(cfg.delivery_max_in_flight == 64 && cfg.delivery_poll_ms == 1000);
+    CHECK(cfg.delivery_breaker_failures == 5 && cfg.delivery_breaker_cooldown_ms == 60000);
+    CHECK(cfg.policy_cap_count == 0 && cfg.policy_cap_period_ms == 86400000);
+    CHECK(cfg.policy_quiet_start_min == -1 && cfg.policy_quiet_end_min == -1);
+    CHECK(cfg.policy_default_tz_min == 0);
+    CHECK(cfg.tracking_secret == NULL && cfg.tracking_unsubscribe_mailto == NULL);
+    CHECK(cfg.tracking_links && cfg.tracking_opens);
+    config_free(&cfg);
+
+    /* A connector timeout longer than the default lease stretches the lease. */
+    CHECK(load_text(BASE SOURCE
+                    "connectors:\n"
+                    "  slow: {type: webhook, url: \"https://x.example\", timeout: 10m}\n",
+                    &cfg, &d));
+    CHECK(cfg.delivery_lease_ms == 630000);
+    config_free(&cfg);
+
+    write_file(dir, "tk", "0123456789abcdef-tracking\n", 26);
+    CHECK(load_text(BASE SOURCE
+                    "delivery:\n"
+                    "  retry_base: 50ms\n"
+                    "  lease: 3s\n"
+                    "  max_in_flight: 8\n"
+                    "  poll_interval: 200ms\n"
+                    "  circuit_breaker: {failures: 3, cooldown: 2s}\n"
+                    "policy:\n"
+                    "  max_per_profile: {count: 3, per: 1d}\n"
+                    "  quiet_hours: {start: \"21:00\", end: \"08:30\", timezone: \"-05:30\"}\n"
+                    "tracking:\n"
+                    "  secret_file: tk\n"
+                    "  unsubscribe_mailto: unsub@shop.example\n"
+                    "  links: false\n"
+                    "  opens: no\n",
+                    &cfg, &d));
+    diag_print(&d, stderr);
+    CHECK(d.count == 0);
+    CHECK(cfg.delivery_retry_base_ms == 50 && cfg.delivery_lease_ms == 3000);
+    CHECK(cfg.delivery_max_in_flight == 8 && cfg.delivery_poll_ms == 200);
+    CHECK(cfg.delivery_breaker_failures == 3 && cfg.delivery_breaker_cooldown_ms == 2000);
+    CHECK(cfg.policy_cap_count == 3 && cfg.policy_cap_period_ms == 86400000);
+    CHECK(cfg.policy_quiet_start_min == 21 * 60 && cfg.policy_quiet_end_min == 8 * 60 + 30);
+    CHECK(cfg.policy_default_tz_min == -330);
+    CHECK_STR(cfg.tracking_secret, "0123456789abcdef-tracking");
+    CHECK_STR(cfg.tracking_unsubscribe_mailto, "unsub@shop.example");
+    CHECK(!cfg.tracking_links && !cfg.tracking_opens);
+    config_free(&cfg);
+    diag_free(&d);
+
+    expect_error(BASE SOURCE "delivery: {retry_base: 1ms}\n",
+                 "5:24: '1ms' must be between 10 ms and 3600000 ms");
+    expect_error(BASE SOURCE "delivery: {circuit_breaker: {failures: -1}}\n",
+                 "5:40: -1 is out of range [0, 100000]");
+    expect_error(BASE SOURCE "connectors:\n"
+                             "  crm: {type: webhook, url: \"https://x.example\", timeout: 5s}\n"
+                             "delivery: {lease: 5s}\n",
+                 "7:19: the lease (5000 ms) must be longer than the longest connector timeout "
+                 "(5000 ms), or a send still under way could be sent again");
+    expect_error(BASE SOURCE "policy: {max_per_profile: {count: 3}}\n",
+                 "5:27: missing required key 'per'");
+    expect_error(BASE SOURCE "policy: {quiet_hours: {start: \"25:00\", end: \"08:00\"}}\n",
+                 "5:31: expected a time of day such as \"21:00\" (HH:MM), found '25:00'");
+    expect_error(BASE SOURCE "policy: {quiet_hours: {start: \"08:00\", end: \"08:00\"}}\n",
+                 "5:23: quiet hours must end at another time than they start");
+    expect_error(BASE SOURCE "policy: {quiet_hours: {start: \"21:00\", end: \"08:00\", timezone: "
+                             "Europe/Berlin}}\n",
+                 "5:64: expected a UTC offset such as \"+01:00\", \"-05:30\" or \"UTC\", found "
+                 "'Europe/Berlin' (region names are not supported)");
+    expect_error(BASE SOURCE "tracking: {secret: short}\n",
+                 "5:20: the tracking secret must be at least 16 characters long");
+    expect_error(BASE SOURCE "tracking: {secret: 0123456789abcdefgh, secret_file: tk}\n",
+                 "5:53: give either 'secret' or 'secret_file', not both");
+    expect_error(BASE SOURCE "tracking: {unsubscribe_mailto: \"not an address\"}\n",
+                 "5:32: expected an address such as unsubscribe@shop.example, found 'not an "
+                 "address'");
+}
+
 int main(void)
 {
     unsetenv("CREDENTIALS_DIRECTORY");
@@ -387,6 +470,7 @@ int main(void)
     test_credentials_dir();
     test_errors();
     test_secret_files();
+    test_delivery_policy_tracking();
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -1,0 +1,140 @@
+/* Contact policy, decided just before a send (see policy.h). */
+#include "journeyd/policy.h"
+
+#include <string.h>
+
+#define MINUTE_MS      60000LL
+#define DAY_MIN        1440
+#define DAY_MS         (DAY_MIN * MINUTE_MS)
+#define MAX_OFFSET_MIN (14 * 60)
+
+static bool two_digits(const char *s, int *out)
+{
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
+        return false;
+    *out = (s[0] - '0') * 10 + (s[1] - '0');
+    return true;
+}
+
+bool policy_parse_clock(const char *s, int *minutes)
+{
+    int h, m;
+    if (!s || strlen(s) != 5 || s[2] != ':' || !two_digits(s, &h) || !two_digits(s + 3, &m))
+        return false;
+    if (h > 23 || m > 59)
+        return false;
+    *minutes = h * 60 + m;
+    return true;
+}
+
+bool policy_parse_offset(const char *s, int *minutes)
+{
+    if (!s || !*s)
+        return false;
+    if (!strncmp(s, "UTC", 3) || !strncmp(s, "GMT", 3))
+        s += 3;
+    if (*s == '\0' || !strcmp(s, "Z")) {
+        *minutes = 0;
+        return true;
+    }
+    int sign = s[0] == '+' ? 1 : s[0] == '-' ? -1 : 0;
+    if (!sign)
+        return false;
+    s++;
+    int h = 0, m = 0, digits = 0;
+    while (digits < 2 && s[digits] >= '0' && s[digits] <= '9') {
+        h = h * 10 + (s[digits] - '0');
+        digits++;
+    }
+    if (digits == 0)
+        return false;
+    s += digits;
+    bool colon = *s == ':';
+    if (colon)
+        s++;
+    if (*s != '\0' || colon) {
+        if (!two_digits(s, &m) || s[2] != '\0' || m > 59)
+            return false;
+    }
+    int total = h * 60 + m;
+    if (total > MAX_OFFSET_MIN)
+        return false;
+    *minutes = sign * total;
+    return true;
+}
+
+/* Floor division for negative times (before 1970 or west of UTC near it). */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0)))
+        q--;
+    return q;
+}
+
+int64_t policy_quiet_until(int64_t now_ms, int offset_min, int start_min, int end_min)
+{
+    if (start_min < 0 || end_min < 0 || start_min >= DAY_MIN || end_min >= DAY_MIN ||
+        start_min == end_min)
+        return 0;
+    int64_t local_ms = now_ms + (int64_t)offset_min * MINUTE_MS;
+    int64_t day_start = floor_div(local_ms, DAY_MS) * DAY_MS; /* local midnight */
+    int64_t into_day = local_ms - day_start;
+    int64_t start = (int64_t)start_min * MINUTE_MS, end = (int64_t)end_min * MINUTE_MS;
+    int64_t end_local;
+    if (start < end) { /* 13:00 to 14:00, within one day */
+        if (into_day < start || into_day >= end)
+            return 0;
+        end_local = day_start + end;
+    } else if (into_day >= start) { /* 21:00 to 08:00, evening part: ends tomorrow */
+        end_local = day_start + DAY_MS + end;
+    } else if (into_day < end) { /* morning part: ends today */
+        end_local = day_start + end;
+    } else {
+        return 0;
+    }
+    return end_local - (int64_t)offset_min * MINUTE_MS;
+}
+
+policy_decision_t policy_decide(const policy_rules_t *rules, const policy_facts_t *f,
+                                int64_t now_ms)
+{
+    policy_decision_t d = {.verdict = POLICY_SEND};
+    if (f->endpoint_disabled) {
+        d.verdict = POLICY_SUPPRESS;
+        d.reason = POLICY_REASON_ENDPOINT_GONE;
+        return d;
+    }
+    if (!f->is_email)
+        return d;
+    if (f->suppression && f->suppression[0]) {
+        d.verdict = POLICY_SUPPRESS;
+        d.reason = f->suppression;
+        return d;
+    }
+    if (f->subscribed == 0) {
+        d.verdict = POLICY_SUPPRESS;
+        d.reason = POLICY_REASON_TOPIC_UNSUBSCRIBED;
+        return d;
+    }
+    if (rules->quiet_start_min >= 0) {
+        int offset = rules->default_tz_min;
+        int parsed;
+        if (f->timezone && policy_parse_offset(f->timezone, &parsed))
+            offset = parsed;
+        int64_t until =
+            policy_quiet_until(now_ms, offset, rules->quiet_start_min, rules->quiet_end_min);
+        if (until > 0) {
+            d.verdict = POLICY_DEFER;
+            d.reason = POLICY_REASON_QUIET_HOURS;
+            d.until_ms = until;
+            return d;
+        }
+    }
+    if (rules->cap_count > 0 && f->recent_emails >= (int64_t)rules->cap_count) {
+        d.verdict = POLICY_SUPPRESS;
+        d.reason = POLICY_REASON_FREQUENCY_CAP;
+        return d;
+    }
+    return d;
+}

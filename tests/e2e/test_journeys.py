@@ -1,0 +1,243 @@
+"""Journeys against the real daemon: waits moved by the scheduler, wait_for
+with a timeout, owner assignment, broadcasts, API enrolment, restarts in the
+middle of a wait (kill -9), and two processes sharing the work."""
+
+import datetime
+import os
+import signal
+import time
+import unittest
+
+import harness
+
+K = harness.WRITE_KEY
+
+
+def iso(seconds_from_now):
+    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds_from_now)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def person(user, email=None, **traits):
+    traits.setdefault("email", email or f"{user}@example.com")
+    traits.setdefault("name", user.title())
+    return {"userId": user, "traits": traits}
+
+
+FOLLOW_UP = """\
+id: follow_up
+trigger: {event: Signed Up}
+steps:
+  - id: hello
+    send: {connector: email, subject: "Hello {{ profile.name }}", text: "first"}
+  - id: pause
+    wait: 2s
+  - id: again
+    send: {connector: email, subject: "Again {{ profile.name }}", text: "second"}
+"""
+
+CART = """\
+id: cart
+trigger: {event: Cart Updated}
+goal: {event: Order Completed}
+steps:
+  - id: wait_order
+    wait_for:
+      event: Order Completed
+      timeout: 3s
+      on_event: thanks
+      on_timeout: reminder
+  - id: reminder
+    send: {connector: email, subject: "You left something", text: "Your cart misses you"}
+  - id: stop
+    end: true
+  - id: thanks
+    send: {connector: email, subject: "Thanks for your order", text: "thanks"}
+"""
+
+ROUTING = """\
+id: routing
+trigger: {event: Lead Created}
+steps:
+  - id: owner
+    assign:
+      by: category
+      pools:
+        hardware: [alice@acme.example, bob@acme.example]
+        default: [dave@acme.example]
+  - id: tell_crm
+    send:
+      connector: crm
+      body: '{"lead": {{ profile.email | json }}, "owner": {{ profile.owner | json }}}'
+"""
+
+API = """\
+id: vip_welcome
+trigger: {api: true}
+steps:
+  - id: mail
+    send: {connector: email, subject: "VIP {{ profile.name }}", text: "{{ trigger.properties.note }}"}
+"""
+
+
+def broadcast(at):
+    return f"""\
+id: promo
+trigger:
+  at: "{at}"
+  audience:
+    where: {{trait: plan, eq: pro}}
+steps:
+  - id: mail
+    send: {{connector: email, subject: "Pro news for {{{{ profile.name }}}}", text: "news"}}
+"""
+
+
+class Waits(harness.JourneydTestCase):
+    journeys = {"follow_up.yaml": FOLLOW_UP, "cart.yaml": CART}
+
+    def identify(self, user, **traits):
+        r = self.journeyd.post("/v1/identify", person(user, **traits), key=K)
+        self.assertEqual(r.status, 200, r.body)
+
+    def test_wait_is_moved_by_the_scheduler(self):
+        self.identify("ada")
+        started = time.monotonic()
+        self.journeyd.post("/v1/track", {"userId": "ada", "event": "Signed Up"}, key=K)
+        (first,) = self.smtp.wait_for(1)
+        self.assertEqual(first.msg["Subject"], "Hello Ada")
+        mails = self.smtp.wait_for(2, timeout=15)
+        self.assertGreaterEqual(time.monotonic() - started, 1.9)
+        self.assertEqual(mails[1].msg["Subject"], "Again Ada")
+        rows = self.psql("SELECT status, step_id FROM runs WHERE journey_id = 'follow_up'")
+        self.assertEqual(rows, [("completed", None)])
+        time.sleep(1)
+        self.assertEqual(len(self.smtp.messages()), 2)
+
+    def test_wait_for_event_or_timeout(self):
+        self.identify("buyer")
+        self.identify("browser")
+        for user in ("buyer", "browser"):
+            self.journeyd.post("/v1/track", {"userId": user, "event": "Cart Updated"}, key=K)
+        harness.wait_until(lambda: self.psql(
+            "SELECT count(*) FROM runs WHERE status = 'waiting' AND journey_id = 'cart'")
+            == [("2",)], 10, what="two waiting carts")
+        self.journeyd.post("/v1/track", {"userId": "buyer", "event": "Order Completed"}, key=K)
+        mails = self.smtp.wait_for(2, timeout=15)
+        by_rcpt = {m.rcpt_tos[0]: m.msg["Subject"] for m in mails}
+        self.assertEqual(by_rcpt, {"buyer@example.com": "Thanks for your order",
+                                   "browser@example.com": "You left something"})
+        converted = self.psql("SELECT p.traits->>'name' FROM runs r JOIN profiles p "
+                              "ON p.id = r.profile_id WHERE r.converted_at IS NOT NULL")
+        self.assertEqual(converted, [("Buyer",)])
+        time.sleep(1)
+        self.assertEqual(len(self.smtp.messages()), 2)
+
+    def test_kill_9_in_the_middle_of_a_wait_loses_and_duplicates_nothing(self):
+        for i in range(5):
+            self.identify(f"k{i}")
+            self.journeyd.post("/v1/track", {"userId": f"k{i}", "event": "Signed Up"}, key=K)
+        self.smtp.wait_for(5)
+        self.journeyd.kill9()
+        time.sleep(2.5)   # the waits fall due while nobody runs
+        self.journeyd.start(migrate=False)
+        mails = self.smtp.wait_for(10, timeout=20)
+        time.sleep(1.5)
+        mails = self.smtp.messages()
+        subjects = sorted(m.msg["Subject"] for m in mails)
+        self.assertEqual(subjects, sorted([f"Hello K{i}" for i in range(5)]
+                                          + [f"Again K{i}" for i in range(5)]))
+
+
+class Assignment(harness.JourneydTestCase):
+    journeys = {"routing.yaml": ROUTING}
+
+    def test_round_robin_inside_the_pool_of_the_category(self):
+        for i, cat in enumerate(["hardware", "hardware", "toys", "hardware"]):
+            u = f"lead{i}"
+            self.journeyd.post("/v1/identify", person(u, category=cat), key=K)
+            self.journeyd.post("/v1/track", {"userId": u, "event": "Lead Created"}, key=K)
+        hooks = self.http.wait_for(4, timeout=15)
+        owners = {h["json"]["lead"]: h["json"]["owner"] for h in hooks}
+        self.assertEqual(owners, {"lead0@example.com": "alice@acme.example",
+                                  "lead1@example.com": "bob@acme.example",
+                                  "lead2@example.com": "dave@acme.example",
+                                  "lead3@example.com": "alice@acme.example"})
+        stored = self.psql("SELECT traits->>'owner' FROM profiles WHERE traits->>'email' = "
+                           "'lead1@example.com'")
+        self.assertEqual(stored, [("bob@acme.example",)])
+
+
+class Broadcast(harness.JourneydTestCase):
+    autostart = False
+
+    def test_one_off_broadcast_to_an_audience(self):
+        j = self.new_journeyd(journeys={"promo.yaml": broadcast(iso(4))})
+        j.start()
+        for user, plan in (("p1", "pro"), ("p2", "free"), ("p3", "pro")):
+            j.post("/v1/identify", person(user, plan=plan), key=K)
+        mails = self.smtp.wait_for(2, timeout=20)
+        self.assertEqual(sorted(m.rcpt_tos[0] for m in mails),
+                         ["p1@example.com", "p3@example.com"])
+        time.sleep(2)
+        self.assertEqual(len(self.smtp.messages()), 2)
+        fired = self.psql("SELECT last_fired_at IS NOT NULL, next_fire_at FROM journey_schedules")
+        self.assertEqual(fired[0][0], "t")
+
+
+class ApiEnrolment(harness.JourneydTestCase):
+    journeys = {"vip.yaml": API, "follow_up.yaml": FOLLOW_UP}
+
+    def test_enroll(self):
+        self.journeyd.post("/v1/identify", person("v1"), key=K)
+        harness.wait_until(lambda: self.psql("SELECT count(*) FROM profiles") == [("1",)], 10,
+                           what="profile")
+        body = {"userId": "v1", "properties": {"note": "welcome aboard"}}
+        r = self.journeyd.post("/v1/journeys/vip_welcome/enroll", body, key=K)
+        self.assertEqual(r.status, 401)
+        r = self.journeyd.post("/v1/journeys/vip_welcome/enroll", body, key=harness.ADMIN_KEY,
+                               headers={"Idempotency-Key": "vip-1"})
+        self.assertEqual(r.status, 202, r.body)
+        run_id = r.json["run_id"]
+        (mail,) = self.smtp.wait_for(1)
+        self.assertEqual(mail.msg["Subject"], "VIP V1")
+        self.assertIn("welcome aboard", mail.text())
+        r = self.journeyd.post("/v1/journeys/vip_welcome/enroll", body, key=harness.ADMIN_KEY,
+                               headers={"Idempotency-Key": "vip-1"})
+        self.assertEqual((r.status, r.json["run_id"]), (200, run_id))
+        r = self.journeyd.post("/v1/journeys/vip_welcome/enroll", {"userId": "nobody"},
+                               key=harness.ADMIN_KEY)
+        self.assertEqual((r.status, r.json["error"]), (404, "profile_not_found"))
+        r = self.journeyd.post("/v1/journeys/follow_up/enroll", body, key=harness.ADMIN_KEY)
+        self.assertEqual(r.status, 409)
+        r = self.journeyd.post("/v1/journeys/nope/enroll", body, key=harness.ADMIN_KEY)
+        self.assertEqual(r.status, 404)
+        r = self.journeyd.post("/v1/journeys/vip_welcome/enroll", {"x": 1}, key=harness.ADMIN_KEY)
+        self.assertEqual(r.status, 400)
+        time.sleep(1)
+        self.assertEqual(len(self.smtp.messages()), 1)
+
+
+class TwoProcesses(harness.JourneydTestCase):
+    """Two journeyd on one database share waits and the outbox: every step
+    fires once."""
+    journeys = {"follow_up.yaml": FOLLOW_UP}
+    timeout = 180
+
+    def test_shared_work_fires_once(self):
+        second = self.new_journeyd().start(migrate=False)
+        n = 20
+        for i in range(n):
+            target = self.journeyd if i % 2 else second
+            target.post("/v1/identify", person(f"t{i}"), key=K)
+            target.post("/v1/track", {"userId": f"t{i}", "event": "Signed Up"}, key=K)
+        mails = self.smtp.wait_for(2 * n, timeout=40)
+        time.sleep(2)
+        mails = self.smtp.messages()
+        self.assertEqual(len(mails), 2 * n)
+        ids = [m.msg["Message-ID"] for m in mails]
+        self.assertEqual(len(set(ids)), 2 * n)
+
+
+if __name__ == "__main__":
+    unittest.main()
