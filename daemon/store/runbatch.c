@@ -441,8 +441,7 @@ void runbatch_load_facts(runbatch_t *rb, PGresult *res)
 }
 
 static bool fact_event_stats(void *ctx, const char *name, const cond_t *where, int64_t since_ms,
-                             int64_t until_ms, int64_t *count, int64_t *first_ms,
-                             int64_t *last_ms)
+                             int64_t until_ms, int64_t *count, int64_t *first_ms, int64_t *last_ms)
 {
     const rb_facts_t *f = ctx;
     if (!f->loaded)

@@ -557,6 +557,15 @@ static void sync_schedules(scheduler_t *s)
         char spec[256];
         spec_of(j, spec, sizeof(spec));
         int64_t next = j->trigger.cron ? next_fire(s, j, now) : j->trigger.at_ms;
+        /* A one-off time already past when the journey is first seen never
+         * fires (no surprise broadcast from an old file). A firing missed
+         * while journeyd was down still happens: its row keeps its time. */
+        if (!j->trigger.cron && next <= now) {
+            log_warn("journey %s: its one-off time is past; it fires only if it was scheduled "
+                     "before",
+                     j->id);
+            next = -1;
+        }
         json_t *row = json_pack("{s:s, s:s}", "journey_id", j->id, "spec", spec);
         json_object_set_new(row, "next_ms", next < 0 ? json_null() : json_integer(next));
         json_array_append_new(rows, row);
