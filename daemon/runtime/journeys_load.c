@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
 #include "journeyd/yaml.h"
 
@@ -60,7 +61,22 @@ static char *read_template(void *ctx, const char *path, size_t *len, char **err)
     return text;
 }
 
-static bool load_file(const char *path, journey_set_t *set, diag_t *d)
+/* The journey's time zone must exist in the zone database, not just be well
+ * formed (journey_parse checks the form and reports bad names). Checked even
+ * when the rest of the file has errors, so every problem shows at once. */
+static bool check_timezone(const node_t *root, tzdb_t *tzdb, diag_t *d)
+{
+    const node_t *n = node_get(root, "timezone");
+    if (!n || n->kind != NODE_SCALAR || strlen(n->str) != n->len || !tzdb_name_valid(n->str))
+        return true;
+    char err[256];
+    if (tzdb_get(tzdb, n->str, err, sizeof(err)))
+        return true;
+    diag_add(d, n->file, n->line, n->col, "timezone: %s", err);
+    return false;
+}
+
+static bool load_file(const char *path, journey_set_t *set, tzdb_t *tzdb, diag_t *d)
 {
     size_t len = 0;
     char *err = NULL;
@@ -77,6 +93,10 @@ static bool load_file(const char *path, journey_set_t *set, diag_t *d)
         template_dir_t td = {.dir = dirname(copy)};
         journey_t *j = journey_parse(doc.root, path, text, len, read_template, &td, d);
         free(copy);
+        if (!check_timezone(doc.root, tzdb, d) && j) {
+            journey_free(j);
+            j = NULL;
+        }
         ok = j && journey_set_add(set, j, d);
     }
     node_doc_free(&doc);
@@ -103,12 +123,17 @@ bool journeys_load_path(const char *path, journey_set_t *set, diag_t *d)
         diag_add(d, path, 1, 1, "cannot read: %s", strerror(errno));
         return false;
     }
-    if (!S_ISDIR(st.st_mode))
-        return load_file(path, set, d);
+    tzdb_t *tzdb = tzdb_new(NULL);
+    if (!S_ISDIR(st.st_mode)) {
+        bool ok = load_file(path, set, tzdb, d);
+        tzdb_free(tzdb);
+        return ok;
+    }
 
     DIR *dir = opendir(path);
     if (!dir) {
         diag_add(d, path, 1, 1, "cannot open the folder: %s", strerror(errno));
+        tzdb_free(tzdb);
         return false;
     }
     /* Sorted, so errors and load order do not depend on the file system. */
@@ -127,11 +152,12 @@ bool journeys_load_path(const char *path, journey_set_t *set, diag_t *d)
     bool ok = true;
     for (size_t i = 0; i < n; i++) {
         char *full = jd_xasprintf("%s/%s", path, names[i]);
-        ok &= load_file(full, set, d);
+        ok &= load_file(full, set, tzdb, d);
         free(full);
         free(names[i]);
     }
     free(names);
+    tzdb_free(tzdb);
     return ok;
 }
 

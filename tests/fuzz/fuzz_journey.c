@@ -1,5 +1,9 @@
-/* Fuzz target: a journey file through YAML loading, parsing and one engine run. */
+/* Fuzz target: a journey file through YAML loading and the journey parser,
+ * with its structural checks, then one engine run. A journey that parses must keep the model's
+ * promises: every jump lands on a step or on JOURNEY_END, every step has an
+ * id that journey_step_index finds, and the kinds carry their data. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "journeyd/engine.h"
@@ -14,6 +18,62 @@ static engine_channel_t channel(void *ctx, const char *name)
     return name[0] == 'e' ? ENGINE_EMAIL : ENGINE_WEBHOOK;
 }
 
+static void check_target(const journey_t *j, int t)
+{
+    if (t != JOURNEY_END && (t < 0 || (size_t)t >= j->n_steps))
+        abort();
+}
+
+static void check_model(const journey_t *j)
+{
+    if (j->n_steps == 0 || j->n_steps > JOURNEY_MAX_STEPS || strlen(j->hash) != 64)
+        abort();
+    for (size_t i = 0; i < j->n_steps; i++) {
+        const journey_step_t *st = &j->steps[i];
+        if (!st->id || journey_step_index(j, st->id) != (int)i)
+            abort();
+        check_target(j, st->next);
+        switch (st->kind) {
+        case STEP_SEND:
+            if (!st->send.connector)
+                abort();
+            break;
+        case STEP_WAIT_FOR:
+            check_target(j, st->wait_for.on_event);
+            check_target(j, st->wait_for.on_timeout);
+            if (!st->wait_for.event || st->wait_for.timeout_ms <= 0)
+                abort();
+            break;
+        case STEP_BRANCH:
+        case STEP_SPLIT: {
+            unsigned total = 0;
+            for (size_t a = 0; a < st->n_arms; a++) {
+                check_target(j, st->arms[a].target);
+                total += st->arms[a].percent;
+            }
+            if (st->n_arms == 0 || (st->kind == STEP_SPLIT && total != 100) ||
+                (st->kind == STEP_BRANCH && st->arms[st->n_arms - 1].when != NULL))
+                abort();
+            break;
+        }
+        case STEP_GOTO:
+            check_target(j, st->target);
+            break;
+        case STEP_ASSIGN:
+            if (!st->assign.trait || st->assign.n_pools == 0)
+                abort();
+            for (size_t p = 0; p < st->assign.n_pools; p++)
+                if (st->assign.pools[p].n_owners == 0)
+                    abort();
+            break;
+        default:
+            break;
+        }
+    }
+    if (j->trigger.kind == TRIGGER_SCHEDULE && (j->trigger.cron != NULL) == (j->trigger.at_ms != 0))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 256 * 1024)
@@ -24,8 +84,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         journey_t *j =
             journey_parse(doc.root, "fuzz.yaml", (const char *)data, size, NULL, NULL, &d);
         if (j) {
-            json_t *ev = json_pack("{s:s, s:s, s:{s:s}}", "type", "track", "event",
-                                   j->trigger.event, "properties", "plan", "pro");
+            if (d.count != 0)
+                abort();
+            check_model(j);
+            json_t *ev =
+                json_pack("{s:s, s:s, s:{s:s}}", "type", "track", "event",
+                          j->trigger.event ? j->trigger.event : "x", "properties", "plan", "pro");
             json_t *traits = json_pack("{s:s, s:s}", "email", "a@b.example", "name", "A");
             engine_ctx_t ctx = {.event = ev,
                                 .trigger_event = ev,
@@ -41,6 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_decref(ev);
             json_decref(traits);
             journey_free(j);
+        } else if (d.count == 0) {
+            abort(); /* a refusal always says why */
         }
     }
     node_doc_free(&doc);
