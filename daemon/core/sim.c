@@ -677,6 +677,8 @@ sim_result_t sim_run(sim_t *s, int64_t start_ms, int64_t until_ms)
             if (!process_event(s, e))
                 return SIM_TOO_MANY_PROFILES;
         } else if (tf == next) {
+            if (!spend_call(s)) /* a firing counts: a schedule alone must end too */
+                continue;
             fire(s);
             firing = next_firing(s, next + 1);
         } else {

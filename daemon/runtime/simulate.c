@@ -141,7 +141,8 @@ static char *read_file(const char *path, size_t max, size_t *len, errs_t *e)
 typedef struct item {
     json_t *v;
     unsigned line;
-    size_t index; /* 0-based position in the array or stream */
+    size_t index;  /* 0-based position in the array */
+    bool in_array; /* an array's item (else a line of NDJSON) */
 } item_t;
 
 typedef struct scanner {
@@ -180,10 +181,10 @@ static json_t *decode_one(scanner_t *sc, json_error_t *err)
     return v;
 }
 
-static void add_item(item_t **items, size_t *n, json_t *v, unsigned line)
+static void add_item(item_t **items, size_t *n, json_t *v, unsigned line, bool in_array)
 {
     *items = jd_xrealloc(*items, (*n + 1) * sizeof(**items));
-    (*items)[*n] = (item_t){.v = v, .line = line, .index = *n};
+    (*items)[*n] = (item_t){.v = v, .line = line, .index = *n, .in_array = in_array};
     (*n)++;
 }
 
@@ -220,7 +221,7 @@ static bool scan_items(const char *file, const char *text, size_t len, bool stre
                              *n, err.text);
                     return false;
                 }
-                add_item(items, n, v, line);
+                add_item(items, n, v, line, true);
                 skip_ws(&sc);
                 if (sc.pos < len && text[sc.pos] == ',') {
                     sc.pos++;
@@ -265,7 +266,7 @@ static bool scan_items(const char *file, const char *text, size_t len, bool stre
             advance_to(&sc, at);
             continue;
         }
-        add_item(items, n, v, line);
+        add_item(items, n, v, line, false);
     }
 }
 
@@ -276,8 +277,8 @@ static void items_free(item_t *items, size_t n)
     free(items);
 }
 
-/* "item N: " for arrays is redundant with the line in NDJSON; always say it:
- * an array's items often share lines. */
+/* FILE:LINE: message, with "item N: " for an array's items (they may share
+ * lines; in NDJSON the line says it all). */
 static void item_error(errs_t *e, const char *file, const item_t *it, const char *fmt, ...)
     JD_PRINTF(4, 5);
 
@@ -289,7 +290,10 @@ static void item_error(errs_t *e, const char *file, const item_t *it, const char
     if (vasprintf(&msg, fmt, ap) < 0)
         msg = NULL;
     va_end(ap);
-    errs_add(e, file, it->line, "item %zu: %s", it->index, msg ? msg : "(no memory)");
+    if (it->in_array)
+        errs_add(e, file, it->line, "item %zu: %s", it->index, msg ? msg : "(no memory)");
+    else
+        errs_add(e, file, it->line, "%s", msg ? msg : "(no memory)");
     free(msg);
 }
 
@@ -342,10 +346,7 @@ static bool load_events(const char *path, bool have_start, int64_t start_ms, sim
         event_error_t err;
         json_t *ev = event_normalize(v, type, &ctx, &err);
         if (!ev) {
-            if (err.field[0])
-                item_error(e, path, it, "%s: %s", err.field, err.reason);
-            else
-                item_error(e, path, it, "%s", err.reason);
+            item_error(e, path, it, "%s", err.reason); /* the reason names the field */
             ok = false;
             continue;
         }
@@ -643,6 +644,11 @@ int simulate_cmd_main(int argc, char **argv)
     if (!j)
         goto fail;
 
+    if (j->trigger.kind == TRIGGER_SCHEDULE && j->trigger.cron && !a.have_until) {
+        rc = usage_error("%s fires on a schedule (%s) forever: give --until", a.journey,
+                         j->trigger.cron_text ? j->trigger.cron_text : "cron");
+        goto fail;
+    }
     if (a.segments && !(segments = load_segments(a.segments, &e)))
         goto fail;
     channels_t ch = {.j = j, .config = have_config ? &config : NULL};
