@@ -831,5 +831,363 @@ steps:
             ("2026-11-24T02:00:00.000Z", "u2", {"nights": 2})])
 
 
+
+def example(name):
+    return os.path.join(EXAMPLES, name + ".yaml")
+
+
+@unittest.skipUnless(FULL_LANGUAGE, NEEDS_FULL_LANGUAGE)
+class Examples(SimulateBase):
+    """Every example journey in journeys/, with a realistic story."""
+
+    def test_examples_all_have_a_test(self):
+        names = sorted(f[:-5] for f in os.listdir(EXAMPLES) if f.endswith(".yaml"))
+        self.assertEqual(names, sorted(n[len("test_"):] for n in dir(self)
+                                       if n.startswith("test_") and n != "test_examples_all_have_a_test"
+                                       and not n.endswith("_intended")))
+
+    def test_welcome(self):
+        ev = self.events([
+            identify("ann", "2026-11-23T09:00:00Z", email="ann@example.com", name="Ann"),
+            track("ann", "Signed Up", "2026-11-23T09:00:02Z", {"plan": "pro"}),
+        ])
+        lines = self.simulate(example("welcome"), ev)
+        mail, crm = of_type(lines, "send")
+        self.assertEqual((mail["t"], mail["to"], mail["subject"]),
+                         ("2026-11-23T09:00:02.000Z", "ann@example.com", "Welcome to Acme, Ann!"))
+        self.assertIn("Your account is ready on the pro plan.", mail["text"])
+        self.assertIn("<b>pro</b>", mail["html"])
+        self.assertEqual(crm["body"], {"type": "lead.signed_up", "email": "ann@example.com",
+                                       "name": "Ann", "plan": "pro",
+                                       "signed_up_at": "2026-11-23T09:00:02.000Z"})
+        self.assertEqual(lines[-1]["type"], "complete")
+
+    CART_STORY = [
+        identify("ann", "2026-11-23T08:00:00Z", email="ann@example.com", first_name="Ann"),
+        identify("bob", "2026-11-23T08:00:00Z", email="bob@example.com"),
+        identify("cy", "2026-11-23T08:00:00Z", email="cy@example.com"),
+        identify("dee", "2026-11-23T08:00:00Z", email="dee@example.com"),
+        # Ann leaves a big cart and never buys.
+        track("ann", "Cart Updated", "2026-11-23T09:00:00Z", {"total": 150, "items": ["a", "b"]}),
+        # Bob buys within the hour: no reminder.
+        track("bob", "Cart Updated", "2026-11-23T09:10:00Z", {"total": 20, "items": ["c"]}),
+        track("bob", "Order Completed", "2026-11-23T09:30:00Z", {"total": 20}),
+        # Cy buys after the first reminder; a second cart update joins the run.
+        track("cy", "Cart Updated", "2026-11-23T09:00:00Z", {"total": 40, "items": ["d"]}),
+        track("cy", "Cart Updated", "2026-11-23T09:20:00Z", {"total": 45, "items": ["d", "e"]}),
+        track("cy", "Order Completed", "2026-11-23T10:30:00Z", {"total": 45}),
+        # Dee unsubscribes while waiting.
+        track("dee", "Cart Updated", "2026-11-23T09:00:00Z", {"total": 30, "items": ["f"]}),
+        identify("dee", "2026-11-23T09:45:00Z", unsubscribed=True),
+        # An empty cart does not start anything.
+        track("eve", "Cart Updated", "2026-11-23T09:00:00Z", {"total": 0}),
+    ]
+
+    def test_abandoned_cart(self):
+        lines = self.simulate(example("abandoned_cart"), self.events(self.CART_STORY))
+        self.assertEqual([l["profile"] for l in of_type(lines, "enter")], ["ann", "cy", "dee", "bob"])
+        self.assertEqual([(l["t"], l["profile"], l["reason"]) for l in of_type(lines, "refused")],
+                         [("2026-11-23T09:20:00.000Z", "cy", "already in the journey")])
+        self.assertEqual([(l["t"], l["profile"], l["reason"]) for l in of_type(lines, "exit")], [
+            ("2026-11-23T09:30:00.000Z", "bob", "purchased"),
+            ("2026-11-23T09:45:00.000Z", "dee", "unsubscribed"),
+            ("2026-11-23T10:30:00.000Z", "cy", "purchased")])
+        sends = [(l["t"], l["profile"], l["step"]) for l in of_type(lines, "send")]
+        self.assertEqual(sends[:2], [("2026-11-23T10:00:00.000Z", "ann", "reminder"),
+                                     ("2026-11-23T10:00:00.000Z", "cy", "reminder")])
+        self.assertEqual(len(sends), 3)
+        self.assertEqual(sends[2][:2], ("2026-11-24T10:00:00.000Z", "ann"))
+        first = of_type(lines, "send", "ann")[0]
+        self.assertEqual((first["subject"], first["topic"]),
+                         ("You left something in your cart, Ann", "cart_reminders"))
+        self.assertIn("You left 2 items in your cart (150 USD).", first["text"])
+        self.assertEqual(of_type(lines, "complete"), of_type(lines, "complete", "ann"))
+
+    @unittest.expectedFailure
+    def test_abandoned_cart_intended(self):
+        """What the example's comments promise and the engine does not do yet:
+        a big cart (property total >= 100) gets the discount after the one-day
+        timeout (the engine evaluates `property:` in a branch against the
+        current event, which a timer does not have), and an order that ends the
+        run through the exit also counts as the goal (the engine checks exits
+        before the goal)."""
+        lines = self.simulate(example("abandoned_cart"), self.events(self.CART_STORY))
+        self.assertEqual([l["step"] for l in of_type(lines, "send", "ann")],
+                         ["reminder", "last_chance_discount"])
+        self.assertEqual([l["profile"] for l in of_type(lines, "convert")], ["bob", "cy"])
+
+    def test_big_deal_alert(self):
+        prof = self.write("p.json", json.dumps({"acct-1": {
+            "email": "buyer@globex.example", "company": "Globex", "owner": "rita@acme.example"}}))
+        deal = lambda t, amount, stage="proposal": track(
+            "acct-1", "Deal Updated", t, {"deal_id": "D-7", "name": "Globex rollout",
+                                          "amount": amount, "currency": "EUR", "stage": stage})
+        ev = self.events([
+            deal("2026-11-23T09:00:00Z", 20000),                 # too small
+            deal("2026-11-23T10:00:00Z", 60000),                 # alert
+            deal("2026-11-24T10:00:00Z", 80000),                 # within a week: no second alert
+            deal("2026-11-25T10:00:00Z", 90000, "closed_lost"),  # lost deals never alert
+            deal("2026-12-01T10:00:00Z", 75000, "negotiation"),  # a week later: alert again
+        ])
+        lines = self.simulate(example("big_deal_alert"), ev, "--profiles", prof)
+        self.assertEqual([(l["t"], l["type"], l.get("reason")) for l in lines
+                          if l["type"] in ("enter", "refused")], [
+            ("2026-11-23T10:00:00.000Z", "enter", None),
+            ("2026-11-24T10:00:00.000Z", "refused", "re-entry is not allowed yet"),
+            ("2026-12-01T10:00:00.000Z", "enter", None)])
+        hook, mail = of_type(lines, "send")[:2]
+        self.assertEqual(hook["body"], {
+            "type": "deal.big", "text": "Big deal: Globex rollout (60000 EUR)", "deal_id": "D-7",
+            "amount": 60000, "currency": "EUR", "stage": "proposal",
+            "owner": "rita@acme.example", "account": "Globex"})
+        self.assertEqual((mail["to"], mail["subject"]),
+                         ("sales-leadership@acme.example", "Big deal: Globex rollout (60000 EUR)"))
+        self.assertIn("(stage: proposal, owner: rita@acme.example)", mail["text"])
+        self.assertEqual(of_type(lines, "send")[3]["subject"],
+                         "Big deal: Globex rollout (75000 EUR)")
+
+    def test_broadcast_followup(self):
+        consent = {"newsletter_consent": True}
+        prof = self.write("p.json", json.dumps({
+            "opener": {"email": "o@example.com", "first_name": "Olu", **consent},
+            "clicker": {"email": "c@example.com", **consent},
+            "ignorer": {"email": "i@example.com", **consent},
+            "no_consent": {"email": "n@example.com"},
+            "no_email": consent,
+        }))
+        msg = {"journey": "broadcast_followup", "step": "announce"}
+        ev = self.events([
+            track("opener", "Email Opened", "2026-12-03T16:00:00Z", msg),
+            track("clicker", "Email Opened", "2026-12-03T17:00:00Z", msg),
+            track("clicker", "Email Link Clicked", "2026-12-03T17:01:00Z", msg),
+            # An open of another message does not count.
+            track("ignorer", "Email Opened", "2026-12-03T18:00:00Z",
+                  {"journey": "newsletter", "step": "issue"}),
+        ])
+        lines = self.simulate(example("broadcast_followup"), ev, "--profiles", prof,
+                              "--start", "2026-12-01T00:00:00Z")
+        self.assertEqual([(l["t"], l["profile"]) for l in of_type(lines, "enter")],
+                         [("2026-12-03T15:00:00.000Z", p) for p in ("opener", "clicker", "ignorer")])
+        self.assertEqual([(l["t"], l["profile"], l["step"]) for l in of_type(lines, "send")], [
+            ("2026-12-03T15:00:00.000Z", "opener", "announce"),
+            ("2026-12-03T15:00:00.000Z", "clicker", "announce"),
+            ("2026-12-03T15:00:00.000Z", "ignorer", "announce"),
+            ("2026-12-06T15:00:00.000Z", "opener", "followup")])
+        follow = of_type(lines, "send")[-1]
+        self.assertEqual(follow["subject"], "In 60 seconds: what Acme Rules does for you")
+        self.assertTrue(follow["text"].startswith("Hi Olu,"))
+        self.assertEqual(len(of_type(lines, "complete")), 3)
+
+    def test_discount_approval(self):
+        prof = self.write("p.json", json.dumps({
+            c: {"email": f"{c}@buyer.example", "owner": "rita@acme.example"}
+            for c in ("c1", "c2", "c3", "c4")}))
+        quote = lambda c, t, q, pct: track(c, "Discount Requested", t,
+                                           {"quote_id": q, "percent": pct, "amount": 1000})
+        ev = self.events([
+            quote("c1", "2026-11-23T09:00:00Z", "Q1", 15),
+            track("c1", "Discount Approved", "2026-11-23T12:00:00Z", {"quote_id": "Q1"}),
+            quote("c2", "2026-11-23T09:00:00Z", "Q2", 20),   # nobody answers
+            quote("c3", "2026-11-23T09:00:00Z", "Q3", 12),
+            track("c3", "Discount Rejected", "2026-11-23T09:30:00Z", {"quote_id": "Q3"}),
+            quote("c4", "2026-11-23T09:00:00Z", "Q4", 5),    # small: no approval needed
+        ])
+        lines = self.simulate(example("discount_approval"), ev, "--profiles", prof)
+        self.assertEqual([(l["t"], l["profile"], l["step"], l.get("body", {}).get("type"))
+                          for l in of_type(lines, "send")], [
+            ("2026-11-23T09:00:00.000Z", "c1", "ask_manager", "discount.approval_requested"),
+            ("2026-11-23T09:00:00.000Z", "c2", "ask_manager", "discount.approval_requested"),
+            ("2026-11-23T09:00:00.000Z", "c3", "ask_manager", "discount.approval_requested"),
+            ("2026-11-23T12:00:00.000Z", "c1", "approved", "discount.approved"),
+            ("2026-11-24T09:00:00.000Z", "c2", "ask_director", "discount.approval_escalated"),
+            ("2026-11-25T09:00:00.000Z", "c2", "expired", None)])
+        ask = of_type(lines, "send", "c1")[0]["body"]
+        self.assertEqual(ask, {"type": "discount.approval_requested", "approver": "sales-manager",
+                               "quote_id": "Q1", "percent": 15, "amount": 1000,
+                               "customer": "c1@buyer.example", "rep": "rita@acme.example"})
+        expired = of_type(lines, "send", "c2")[-1]
+        self.assertEqual((expired["to"], expired["subject"]),
+                         ("rita@acme.example", "Discount request Q2 expired"))
+        self.assertEqual([(l["profile"], l["reason"]) for l in of_type(lines, "exit")],
+                         [("c3", "rejected")])
+        self.assertEqual([l["profile"] for l in of_type(lines, "complete")], ["c1", "c2"])
+
+    def test_lead_routing(self):
+        def lead(u, t, category, company, form="demo_request"):
+            traits = {"email": f"{u}@{company.lower()}.example", "name": u.title(),
+                      "company": company}
+            if category:
+                traits["product_category"] = category
+            return track(u, "Form Submitted", t, {"form": form}, context={"traits": traits})
+        ev = self.events([
+            lead("sam", "2026-11-23T09:00:00Z", "software", "Initech"),
+            lead("tia", "2026-11-23T09:01:00Z", "software", "Hooli"),
+            lead("uma", "2026-11-23T09:02:00Z", "hardware", "Umbrella"),
+            lead("vic", "2026-11-23T09:03:00Z", "software", "Vandelay"),
+            lead("wes", "2026-11-23T09:04:00Z", "services", "Wonka"),
+            lead("xan", "2026-11-23T09:05:00Z", "software", "Xanadu"),
+            lead("yul", "2026-11-23T09:06:00Z", None, "Yoyodyne", form="newsletter"),
+            lead("sam", "2026-11-30T09:00:00Z", "software", "Initech"),  # asks again
+        ])
+        lines = self.simulate(example("lead_routing"), ev)
+        self.assertEqual([(l["profile"], l["pool"], l["owner"]) for l in of_type(lines, "assign")], [
+            ("sam", "software", "carol@acme.example"),
+            ("tia", "software", "dan@acme.example"),
+            ("uma", "hardware", "alice@acme.example"),
+            ("vic", "software", "erin@acme.example"),
+            ("wes", "default", "frank@acme.example"),
+            ("xan", "software", "carol@acme.example")])
+        self.assertEqual([(l["profile"], l["reason"]) for l in of_type(lines, "refused")],
+                         [("sam", "re-entry is not allowed yet")])
+        self.assertEqual(of_type(lines, "update", "sam")[0]["traits"],
+                         {"lifecycle_stage": "sales_qualified_lead", "lead_score": 20})
+        crm = [l for l in of_type(lines, "send", "tia") if l["step"] == "tell_crm"][0]
+        self.assertEqual(crm["body"], {"type": "lead.assigned", "email": "tia@hooli.example",
+                                       "name": "Tia", "company": "Hooli",
+                                       "product_category": "software", "owner": "dan@acme.example"})
+        rep = [l for l in of_type(lines, "send", "uma") if l["step"] == "tell_rep"][0]
+        self.assertEqual((rep["to"], rep["subject"]),
+                         ("alice@acme.example", "New demo request: Umbrella"))
+
+    def test_lead_scoring(self):
+        ev = self.events([
+            # Day 1: Pia reads pricing and two more pages, fills in a form,
+            # opens and clicks an email: 10 + 5 + 20 + 3 + 5 = 43 points.
+            identify("pia", "2026-11-23T10:00:00Z", email="pia@example.com", name="Pia"),
+            track("pia", "Page Viewed", "2026-11-23T10:01:00Z", {"path": "/pricing"}),
+            track("pia", "Page Viewed", "2026-11-23T10:02:00Z", {"path": "/features"}),
+            track("pia", "Page Viewed", "2026-11-23T10:03:00Z", {"path": "/docs"}),
+            track("pia", "Form Submitted", "2026-11-23T10:04:00Z", {"form": "demo_request"}),
+            track("pia", "Email Opened", "2026-11-23T11:00:00Z"),
+            track("pia", "Email Link Clicked", "2026-11-23T11:01:00Z"),
+            # Day 2: the enterprise pricing page (+10): 53, a hot lead.
+            track("pia", "Page Viewed", "2026-11-24T15:00:00Z", {"path": "/pricing/enterprise"}),
+            # Quentin reads the blog once: in the audience, but no points.
+            track("quentin", "Page Viewed", "2026-11-23T12:00:00Z", {"path": "/blog"}),
+        ])
+        lines = self.simulate(example("lead_scoring"), ev, "--until", "2026-11-27T00:00:00Z")
+        self.assertEqual([(l["t"], l["profile"]) for l in of_type(lines, "enter")], [
+            ("2026-11-24T02:00:00.000Z", "pia"), ("2026-11-24T02:00:00.000Z", "quentin"),
+            ("2026-11-25T02:00:00.000Z", "pia")])
+        self.assertEqual([(l["t"][:10], l["step"], l["traits"])
+                          for l in of_type(lines, "update", "pia")], [
+            ("2026-11-24", "pricing_points", {"lead_score": 10}),
+            ("2026-11-24", "pages_points", {"lead_score": 15}),
+            ("2026-11-24", "forms_points", {"lead_score": 35}),
+            ("2026-11-24", "opens_points", {"lead_score": 38}),
+            ("2026-11-24", "clicks_points", {"lead_score": 43}),
+            ("2026-11-25", "pricing_points", {"lead_score": 53}),
+            ("2026-11-25", "mark_hot", {"lead_status": "hot"})])
+        self.assertEqual(of_type(lines, "update", "quentin"), [])
+        (hot,) = of_type(lines, "send")
+        self.assertEqual((hot["t"], hot["body"]), ("2026-11-25T02:00:00.000Z", {
+            "type": "lead.hot", "email": "pia@example.com", "name": "Pia", "lead_score": 53,
+            "owner": None}))
+
+    def test_newsletter(self):
+        prof = self.write("p.json", json.dumps({
+            "u1": {"email": "u1@example.com", "first_name": "Uli"},
+            "u2": {"email": "u2@example.com"},
+            "u3": {"first_name": "No email"},
+            "u4": {"email": "u4@example.com"},  # not in the segment
+        }))
+        seg = self.write("s.json", json.dumps({"newsletter": ["u1", "u2", "u3"]}))
+        empty = self.write("none.ndjson", "")
+        lines = self.simulate(example("newsletter"), empty, "--profiles", prof, "--segments",
+                              seg, "--start", "2026-11-15T00:00:00Z", "--until",
+                              "2027-01-15T00:00:00Z")
+        # 09:00 in Taipei (UTC+8) on the 1st is 01:00 UTC.
+        self.assertEqual([(l["t"], l["to"], l["subject"]) for l in of_type(lines, "send")], [
+            ("2026-12-01T01:00:00.000Z", "u1@example.com", "Acme monthly: what is new in December 2026"),
+            ("2026-12-01T01:00:00.000Z", "u2@example.com", "Acme monthly: what is new in December 2026"),
+            ("2027-01-01T01:00:00.000Z", "u1@example.com", "Acme monthly: what is new in January 2027"),
+            ("2027-01-01T01:00:00.000Z", "u2@example.com", "Acme monthly: what is new in January 2027")])
+        self.assertEqual({l["topic"] for l in of_type(lines, "send")}, {"newsletter"})
+        self.assertIn("Hi Uli", of_type(lines, "send")[0]["text"])
+
+    def test_onboarding_local_time(self):
+        ev = self.events([
+            identify("ann", "2026-10-30T21:00:00Z", email="ann@example.com", first_name="Ann"),
+            identify("kai", "2026-10-30T21:00:00Z", email="kai@example.com",
+                     timezone="Asia/Tokyo"),
+            # Friday 30 October, 18:00 in New York and Saturday 07:00 in Tokyo.
+            track("ann", "Trial Started", "2026-10-30T22:00:00Z"),
+            track("kai", "Trial Started", "2026-10-30T22:00:00Z"),
+            track("kai", "Project Created", "2026-11-01T22:00:00Z"),
+            track("kai", "Subscription Started", "2026-11-06T01:00:00Z"),
+            track("ann", "Trial Started", "2026-11-20T22:00:00Z"),  # one trial only
+        ])
+        lines = self.simulate(example("onboarding_local_time"), ev)
+        sends = lambda p: [(l["t"], l["step"]) for l in of_type(lines, "send", p)]
+        # Ann: no timezone trait, the journey's New York; tips at 09:00 on
+        # weekdays, after the clocks went back on 1 November (EST, UTC-5).
+        self.assertEqual(sends("ann"), [
+            ("2026-11-02T14:00:00.000Z", "tip_1"),     # Monday, not Saturday
+            ("2026-11-05T14:00:00.000Z", "tip_2"),     # two days, then 09:00 Thursday
+            ("2026-11-05T14:00:00.000Z", "nudge"),     # no project yet
+            ("2026-11-09T14:00:00.000Z", "trial_ending")])  # three days: Sunday, so Monday
+        # Kai: Tokyo (UTC+9); created a project, subscribed before the last tip.
+        self.assertEqual(sends("kai"), [
+            ("2026-11-02T00:00:00.000Z", "tip_1"),
+            ("2026-11-05T00:00:00.000Z", "tip_2")])
+        self.assertEqual([(l["t"], l["profile"], l["reason"]) for l in of_type(lines, "exit")],
+                         [("2026-11-06T01:00:00.000Z", "kai", "converted")])
+        self.assertEqual([(l["profile"], l["reason"]) for l in of_type(lines, "refused")],
+                         [("ann", "re-entry is never allowed")])
+        self.assertEqual(of_type(lines, "send", "ann")[0]["subject"],
+                         "Day 1: set up your first project")
+
+    def test_service_case_routing(self):
+        prof = self.write("p.json", json.dumps({
+            c: {"email": f"{c}@client.example"} for c in ("c1", "c2", "c3", "c4")}))
+        case = lambda c, t, cid, kind, prio: track(c, "Case Opened", t, {
+            "case_id": cid, "subject": f"Help with {kind}", "type": kind, "priority": prio})
+        ev = self.events([
+            case("c1", "2026-11-23T09:00:00Z", "K1", "billing", "normal"),   # nobody acts
+            case("c2", "2026-11-23T09:05:00Z", "K2", "billing", "normal"),
+            track("c2", "Case Updated", "2026-11-23T10:00:00Z", {"case_id": "K2"}),
+            case("c3", "2026-11-23T09:10:00Z", "K3", "technical", "high"),
+            track("c3", "Case Closed", "2026-11-23T09:30:00Z", {"case_id": "K3"}),
+            case("c4", "2026-11-23T09:20:00Z", "K4", "billing", "normal"),  # nobody acts
+        ])
+        lines = self.simulate(example("service_case_routing"), ev, "--profiles", prof)
+        self.assertEqual([(l["profile"], l["trait"], l["owner"]) for l in of_type(lines, "assign")], [
+            ("c1", "case_owner", "gina@acme.example"), ("c2", "case_owner", "hank@acme.example"),
+            ("c3", "case_owner", "ivan@acme.example"), ("c4", "case_owner", "gina@acme.example")])
+        self.assertEqual([(l["t"], l["profile"], l["step"]) for l in of_type(lines, "send")], [
+            ("2026-11-23T09:00:00.000Z", "c1", "tell_helpdesk"),
+            ("2026-11-23T09:05:00.000Z", "c2", "tell_helpdesk"),
+            ("2026-11-23T09:10:00.000Z", "c3", "tell_helpdesk"),
+            ("2026-11-23T09:20:00.000Z", "c4", "tell_helpdesk"),
+            ("2026-11-23T17:00:00.000Z", "c1", "escalate"),       # normal: 8 hours
+            ("2026-11-23T17:20:00.000Z", "c4", "escalate"),
+            ("2026-11-23T19:00:00.000Z", "c1", "page_manager"),   # then 2 more hours
+            ("2026-11-23T19:20:00.000Z", "c4", "page_manager")])
+        self.assertEqual(of_type(lines, "send", "c1")[0]["body"], {
+            "type": "case.assigned", "case_id": "K1", "priority": "normal",
+            "owner": "gina@acme.example"})
+        page = of_type(lines, "send", "c1")[-1]
+        self.assertEqual((page["to"], page["subject"]),
+                         ("support-manager@acme.example", "Case K1 has had no answer"))
+        self.assertIn("Owner: gina@acme.example.", page["text"])
+        self.assertEqual([(l["profile"], l["reason"]) for l in of_type(lines, "exit")],
+                         [("c3", "closed")])
+        self.assertEqual([l["profile"] for l in of_type(lines, "complete")], ["c2", "c1", "c4"])
+
+    @unittest.expectedFailure
+    def test_service_case_routing_intended(self):
+        """What the example promises and the engine does not do yet: an urgent
+        case escalates after 1 hour. The by_priority branch reads `property:
+        priority`, but it runs after the assign step, and the engine resumes an
+        assignment (like a timer) without the current event, so every case
+        takes the 8-hour arm."""
+        case = track("c1", "Case Opened", "2026-11-23T09:00:00Z",
+                     {"case_id": "K1", "subject": "Down", "type": "technical",
+                      "priority": "urgent"}, context={"traits": {"email": "c1@x.example"}})
+        lines = self.simulate(example("service_case_routing"), self.events([case]))
+        self.assertEqual([(l["t"], l["step"]) for l in of_type(lines, "send")][1],
+                         ("2026-11-23T10:00:00.000Z", "escalate"))
+
+
 if __name__ == "__main__":
     unittest.main()
