@@ -43,3 +43,14 @@ CREATE INDEX IF NOT EXISTS segment_members_profile ON segment_members (profile_i
 -- Journey versions keep their whole source (the file and its templates), so
 -- runs started on an older version finish on it after a reload or restart.
 ALTER TABLE journey_versions ADD COLUMN bundle jsonb;
+
+-- Opens and clicks of sent messages (tracking links and pixels), read by
+-- `message:` engagement conditions.
+CREATE TABLE engagements (
+    outbox_id bigint NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+    kind      text NOT NULL CHECK (kind IN ('open', 'click')),
+    at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX engagements_outbox ON engagements (outbox_id, kind);
+-- Event conditions look events up by name and time.
+CREATE INDEX events_name_ts ON events (event, ts);

@@ -1,6 +1,5 @@
 /* Conditions: compiling the document tree into a condition tree (see cond.h). */
 #include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,7 +245,6 @@ static bool parse_lit(compiler_t *cc, const node_t *n, const char *op, cond_lit_
     bool has_nul = strlen(n->str) != n->len;
     if (n->plain && !has_nul && json_number_syntax(n->str)) {
         out->kind = CL_NUM;
-        errno = 0;
         out->num = strtod(n->str, NULL);
         if (!isfinite(out->num)) {
             node_error(cc->d, n, "number %s is out of range", n->str);
@@ -272,194 +270,16 @@ static bool parse_lit(compiler_t *cc, const node_t *n, const char *op, cond_lit_
     return true;
 }
 
-/* ---- regular expressions: the subset POSIX ERE (regcomp) and PostgreSQL's
- * `~` read the same way ---- */
-
-static bool pattern_error(compiler_t *cc, const node_t *n, size_t at, const char *why)
-{
-    node_error(cc->d, n, "matches: %s at offset %zu of the pattern", why, at);
-    return false;
-}
-
-static bool bracket_ok(compiler_t *cc, const node_t *n, const char *p, size_t len, size_t *i)
-{
-    static const char *const classes[] = {"alpha", "digit", "alnum",  "upper", "lower",
-                                          "space", "punct", "xdigit", NULL};
-    size_t start = *i;
-    size_t j = *i + 1;
-    if (j < len && p[j] == '^')
-        j++;
-    size_t first = j;
-    for (;; j++) {
-        if (j >= len)
-            return pattern_error(cc, n, start, "unterminated [");
-        char ch = p[j];
-        if (ch == ']' && j > first)
-            break;
-        if (ch == '\\')
-            return pattern_error(cc, n, j, "a backslash inside [] is not supported");
-        if (ch == '[' && j + 1 < len && (p[j + 1] == '=' || p[j + 1] == '.'))
-            return pattern_error(cc, n, j, "[= and [. are not supported");
-        if (ch == '[' && j + 1 < len && p[j + 1] == ':') {
-            const char *end = NULL;
-            for (size_t k = j + 2; k + 1 < len; k++)
-                if (p[k] == ':' && p[k + 1] == ']') {
-                    end = p + k;
-                    break;
-                }
-            bool known = false;
-            for (size_t c = 0; end && classes[c]; c++)
-                if ((size_t)(end - (p + j + 2)) == strlen(classes[c]) &&
-                    !strncmp(p + j + 2, classes[c], strlen(classes[c])))
-                    known = true;
-            if (!known)
-                return pattern_error(cc, n, j, "unknown character class");
-            j = (size_t)(end - p) + 1;
-            if (j + 1 < len && p[j + 1] == '-' && j + 2 < len && p[j + 2] != ']')
-                return pattern_error(cc, n, j + 1, "a range cannot start at a class");
-            continue;
-        }
-        if (ch == '-' && j > first && j + 1 < len && p[j + 1] != ']') {
-            char lo = p[j - 1], hi = p[j + 1];
-            bool same = (isdigit((unsigned char)lo) && isdigit((unsigned char)hi)) ||
-                        (islower((unsigned char)lo) && islower((unsigned char)hi)) ||
-                        (isupper((unsigned char)lo) && isupper((unsigned char)hi));
-            if (!same || lo > hi)
-                return pattern_error(cc, n, j - 1,
-                                     "ranges must be between two digits, two lower-case or two "
-                                     "upper-case letters, in order");
-            j++; /* the range's end */
-            if (j + 1 < len && p[j + 1] == '-' && j + 2 < len && p[j + 2] != ']')
-                return pattern_error(cc, n, j + 1, "a range cannot follow a range");
-        }
-    }
-    *i = j;
-    return true;
-}
-
-/* Repetition expands a pattern (a{200} is 200 states): the sum over atoms of
- * their nested repetition counts is kept small for both engines. */
-#define PATTERN_MAX_COST 1000
-
-static bool pattern_ok(compiler_t *cc, const node_t *n, const char *p, size_t len)
-{
-    long cost[COND_MAX_PATTERN + 2] = {0}; /* cost so far of each open group */
-    int depth = 0;
-    long last = 0;            /* cost of the last atom, which a quantifier repeats */
-    bool branch_start = true; /* nothing yet in this alternative */
-    bool quantifiable = false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch >= 0x80)
-            return pattern_error(cc, n, i, "only ASCII characters are supported");
-        if (ch < 0x20 || ch == 0x7f)
-            return pattern_error(cc, n, i, "control characters are not supported");
-        switch (ch) {
-        case '\\':
-            if (i + 1 >= len || p[i + 1] == '\0' || !strchr(".[](){}*+?|^$\\/-", p[i + 1]))
-                return pattern_error(cc, n, i,
-                                     "backslash may only escape one of . [ ] ( ) { } * + ? | ^ $ "
-                                     "\\ / -");
-            i++;
-            branch_start = false;
-            quantifiable = true;
-            cost[depth] += last = 1;
-            break;
-        case '(':
-            if (i + 1 < len && p[i + 1] == '?')
-                return pattern_error(cc, n, i, "(? is not supported");
-            cost[++depth] = 0;
-            branch_start = true;
-            quantifiable = false;
-            break;
-        case ')':
-            if (depth == 0)
-                return pattern_error(cc, n, i, "unbalanced )");
-            if (branch_start)
-                return pattern_error(cc, n, i, "empty group or alternative");
-            last = cost[depth--];
-            cost[depth] += last;
-            branch_start = false;
-            quantifiable = true;
-            break;
-        case '|':
-            if (branch_start)
-                return pattern_error(cc, n, i, "empty alternative");
-            branch_start = true;
-            quantifiable = false;
-            break;
-        case '*':
-        case '+':
-        case '?':
-            if (!quantifiable)
-                return pattern_error(cc, n, i, "nothing to repeat");
-            quantifiable = false;
-            break;
-        case '{': {
-            if (!quantifiable)
-                return pattern_error(cc, n, i, "nothing to repeat");
-            size_t j = i + 1;
-            long lo = -1, hi = -1;
-            if (j < len && isdigit((unsigned char)p[j])) {
-                lo = 0;
-                for (; j < len && isdigit((unsigned char)p[j]) && lo <= 255; j++)
-                    lo = lo * 10 + (p[j] - '0');
-                hi = lo;
-                if (j < len && p[j] == ',') {
-                    j++;
-                    hi = -1; /* open */
-                    if (j < len && isdigit((unsigned char)p[j]))
-                        for (hi = 0; j < len && isdigit((unsigned char)p[j]) && hi <= 255; j++)
-                            hi = hi * 10 + (p[j] - '0');
-                }
-            }
-            if (lo < 0 || j >= len || p[j] != '}')
-                return pattern_error(cc, n, i, "expected {n}, {n,} or {n,m} (use \\{ for a {)");
-            if (lo > 255 || hi > 255 || (hi >= 0 && hi < lo))
-                return pattern_error(cc, n, i, "repetition counts must be in order, at most 255");
-            long times = hi < 0 ? lo + 1 : hi;
-            cost[depth] += last * (times > 1 ? times - 1 : 0);
-            if (cost[depth] > PATTERN_MAX_COST)
-                return pattern_error(cc, n, i, "too much repetition");
-            i = j;
-            quantifiable = false;
-            break;
-        }
-        case '}':
-            return pattern_error(cc, n, i, "use \\} for a }");
-        case '[':
-            if (!bracket_ok(cc, n, p, len, &i))
-                return false;
-            branch_start = false;
-            quantifiable = true;
-            cost[depth] += last = 1;
-            break;
-        case '^':
-        case '$':
-            branch_start = false;
-            quantifiable = false;
-            break;
-        default:
-            branch_start = false;
-            quantifiable = true;
-            cost[depth] += last = 1;
-            break;
-        }
-    }
-    if (depth != 0)
-        return pattern_error(cc, n, len, "unbalanced (");
-    if (branch_start)
-        return pattern_error(cc, n, len, "empty alternative");
-    return true;
-}
-
 static bool compile_pattern(compiler_t *cc, cond_t *c, const node_t *n)
 {
     const char *pat;
     if (!get_string(cc, n, "matches: the pattern", COND_MAX_PATTERN, &pat))
         return false;
-    if (!pattern_ok(cc, n, pat, n->len))
+    cond_pattern_err_t err;
+    if (!cond_pattern_check(pat, n->len, &err)) {
+        node_error(cc->d, n, "matches: %s at offset %zu of the pattern", err.why, err.at);
         return false;
+    }
     int rc = regcomp(&c->re, pat, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {
         char msg[128];
@@ -681,6 +501,11 @@ static bool compile_event(compiler_t *cc, cond_t *c, const node_t *map, size_t s
         size_t j = 0;
         while (j < JD_ARRAY_LEN(agg_names) && strcmp(k->str, agg_names[j].name))
             j++;
+        if (j == JD_ARRAY_LEN(agg_names) &&
+            (!strcmp(k->str, "where") || !strcmp(k->str, "within"))) {
+            node_error(cc->d, k, "'%s' goes inside event: {name: ..., %s: ...}", k->str, k->str);
+            return false;
+        }
         if (j == JD_ARRAY_LEN(agg_names)) {
             node_error(cc->d, k, "unknown event test '%s' (expected one of " AGG_LIST ")", k->str);
             return false;

@@ -108,6 +108,14 @@ struct cond {
 bool cond_str_number(const char *s, size_t len, double *out);
 #define COND_SQL_NUM_RE "^-?(0|[1-9][0-9]{0,19})([.][0-9]{1,20})?([eE][+-]?[0-9]{1,2})?$"
 
+/* Whether pattern p (len bytes) is in the portable subset; if not, says
+ * why (a static string) and at which byte offset. */
+typedef struct cond_pattern_err {
+    size_t at;
+    const char *why;
+} cond_pattern_err_t;
+bool cond_pattern_check(const char *p, size_t len, cond_pattern_err_t *err);
+
 /* Lower bound of a window of window_ms before now_ms: INT64_MIN for "no
  * bound" (window 0, or a bound before year 1). */
 int64_t cond_since_ms(int64_t now_ms, int64_t window_ms);

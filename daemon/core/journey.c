@@ -430,9 +430,16 @@ static bool parse_exit(journey_parser_t *p, const node_t *n, journey_exit_t *x)
     }
     if (reason)
         ok &= journey_string(p, reason, "reason", JOURNEY_MAX_REASON, &x->reason);
-    else if (x->event)
-        x->reason = jd_xasprintf("exit:%s", x->event);
-    else
+    else if (x->event) {
+        /* Cut a long event name on a character boundary to fit the limit. */
+        size_t len = strlen(x->event), max = JOURNEY_MAX_REASON - 5;
+        if (len > max) {
+            len = max;
+            while (len > 0 && ((unsigned char)x->event[len] & 0xc0) == 0x80)
+                len--;
+        }
+        x->reason = jd_xasprintf("exit:%.*s", (int)len, x->event);
+    } else
         x->reason = jd_xstrdup("exit:condition");
     return ok;
 }

@@ -12,7 +12,7 @@
 
 #define JOURNEY_MAX_TEXT   4096 /* bytes of a name, a description, an owner list entry */
 #define JOURNEY_MAX_NAME   256  /* bytes of an event name, a segment, a trait path */
-#define JOURNEY_MAX_REASON 128  /* bytes of an exit reason */
+#define JOURNEY_MAX_REASON 95   /* bytes of an exit reason (run_state_t.exit_reason holds 96) */
 #define JOURNEY_MAX_ARMS   64   /* arms of one branch or split */
 #define JOURNEY_MAX_EXITS  64
 #define JOURNEY_MAX_POOLS  256  /* pools of one assign step */

@@ -1,7 +1,8 @@
 /* Fuzz target: a journey file through YAML loading and the journey parser,
- * with its structural checks, then one engine run. A journey that parses must keep the model's
- * promises: every jump lands on a step or on JOURNEY_END, every step has an
- * id that journey_step_index finds, and the kinds carry their data. */
+ * with its structural checks, then one engine run. A journey that parses
+ * must keep the model's promises: every jump lands on a step or on
+ * JOURNEY_END, every step has an id that journey_step_index finds, and the
+ * kinds carry their data. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,34 @@ static engine_channel_t channel(void *ctx, const char *name)
 {
     (void)ctx;
     return name[0] == 'e' ? ENGINE_EMAIL : ENGINE_WEBHOOK;
+}
+
+/* Runs j once for one profile: entry, a timer, an owner when asked. */
+static void run_engine(const journey_t *j)
+{
+    json_t *ev = json_pack("{s:s, s:s, s:{s:s}}", "type", "track", "event",
+                           j->trigger.event ? j->trigger.event : "E", "properties", "plan", "pro");
+    json_t *traits = json_pack("{s:s, s:s}", "email", "a@b.example", "name", "A");
+    engine_ctx_t ctx = {.event = ev,
+                        .trigger_event = ev,
+                        .traits = traits,
+                        .profile_id = 1,
+                        .now_ms = 1795942800000LL,
+                        .channel = channel};
+    run_state_t run;
+    engine_out_t out = {0};
+    engine_start(j, &run, &ctx, &out);
+    engine_out_free(&out);
+    if (run.awaiting_owner) {
+        ctx.owner = "owner@b.example";
+        engine_on_assigned(j, &run, &ctx, &out);
+        engine_out_free(&out);
+    }
+    ctx.now_ms += 400LL * 86400000;
+    engine_on_timer(j, &run, &ctx, &out);
+    engine_out_free(&out);
+    json_decref(ev);
+    json_decref(traits);
 }
 
 static void check_target(const journey_t *j, int t)
@@ -87,23 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (d.count != 0)
                 abort();
             check_model(j);
-            json_t *ev =
-                json_pack("{s:s, s:s, s:{s:s}}", "type", "track", "event",
-                          j->trigger.event ? j->trigger.event : "x", "properties", "plan", "pro");
-            json_t *traits = json_pack("{s:s, s:s}", "email", "a@b.example", "name", "A");
-            engine_ctx_t ctx = {.event = ev,
-                                .trigger_event = ev,
-                                .traits = traits,
-                                .profile_id = 1,
-                                .channel = channel};
-            run_state_t run;
-            engine_out_t out = {0};
-            engine_start(j, &run, &ctx, &out);
-            engine_out_free(&out);
-            engine_on_timer(j, &run, &ctx, &out);
-            engine_out_free(&out);
-            json_decref(ev);
-            json_decref(traits);
+            run_engine(j);
             journey_free(j);
         } else if (d.count == 0) {
             abort(); /* a refusal always says why */

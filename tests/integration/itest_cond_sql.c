@@ -28,6 +28,7 @@
 #define N_EVENTS    500
 #define N_RANDOM    400
 #define N_RANDOM_EV 150
+#define N_PATTERNS  600
 #define DAY         86400000LL
 
 /* ---- fixture ---- */
@@ -623,6 +624,258 @@ done:
     diag_free(&d);
 }
 
+/* ---- samples: one trait "s" per row, for pointwise checks of the rules
+ * for text, numbers, dates and patterns ---- */
+
+#define MAX_SAMPLES 400
+
+static json_t *samples[MAX_SAMPLES];
+static int n_samples;
+
+static const char *const sample_strings[] = {
+    "",
+    "a",
+    "abc",
+    "ABC",
+    "a.b",
+    "a-b",
+    "a[b",
+    "a]b",
+    "{",
+    "}",
+    "a{2}",
+    "x y",
+    "tab\there",
+    "new\nline",
+    "\xc3\xa9",
+    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+    "Z\xc3\xbcrich",
+    "aaa",
+    "ab",
+    "abab",
+    "12",
+    "-12",
+    "1.5",
+    "/pricing/",
+    "ann@example.com",
+    "^$",
+    "\\",
+    "/",
+    "(",
+    ")",
+    "|",
+    "*",
+    "+",
+    "?",
+    "a1",
+    "A1b2",
+    "   ",
+    "a\xc3\xa9",
+    "\xc3\xa9\xc3\xa9\xc3\xa9",
+    "bab",
+    "aXb",
+    "z\na",
+    "b\nc",
+    "\n",
+    "a\n",
+    "\na",
+    "aab",
+    "b",
+    "-",
+    "a/b",
+    "$",
+    "[",
+};
+
+static void add_sample(json_t *v)
+{
+    if (n_samples < MAX_SAMPLES)
+        samples[n_samples++] = v;
+    else
+        json_decref(v);
+}
+
+/* Random text built from pieces that make valid and almost-valid dates. */
+static char *random_date(void)
+{
+    static const char *const days[] = {"2024-02-29", "2023-02-29", "2024-04-31", "2024-12-31",
+                                       "1970-01-01", "1969-12-31", "9999-12-31", "2024-13-01",
+                                       "2024-00-10", "2024-1-01",  "2000-02-29", "1900-02-29",
+                                       "2024-06-30", "2024-06-31"};
+    static const char *const seps[] = {"T", "t", " ", "_", ""};
+    static const char *const times[] = {"10:00", "23:59:59", "23:59:60", "24:00:00",
+                                        "00:60", "12:30:45", "9:00",     "12:00:61"};
+    static const char *const fracs[] = {"", "", ".5", ",123", ".123456789", ".1234567890", "."};
+    static const char *const zones[] = {"Z",      "z", "+05:30", "-0800", "+24:00",
+                                        "+01:60", "",  "-00:45", "+1",    "Z "};
+    if (chance(20))
+        return jd_xstrdup(PICK(days));
+    return jd_xasprintf("%s%s%s%s%s", PICK(days), PICK(seps), PICK(times), PICK(fracs),
+                        PICK(zones));
+}
+
+/* Random text near the edges of the number grammar. */
+static char *random_number_text(void)
+{
+    static const char *const signs[] = {"", "", "-", "+", " "};
+    static const char *const ints[] = {"0",
+                                       "1",
+                                       "18",
+                                       "007",
+                                       "12345678901234567890",
+                                       "123456789012345678901",
+                                       "",
+                                       "99999999999999999999"};
+    static const char *const fracs[] = {
+        "", "", ".5", ".", ".00000000000000000001", ".000000000000000000001", ".25"};
+    static const char *const exps[] = {"", "", "e5", "E+2", "e-99", "e100", "e", "e+"};
+    return jd_xasprintf("%s%s%s%s", PICK(signs), PICK(ints), PICK(fracs), PICK(exps));
+}
+
+static bool store_samples(void)
+{
+    for (size_t i = 0; i < JD_ARRAY_LEN(values); i++)
+        add_sample(json_pack("{s:o}", "s", value_json(values[i])));
+    for (size_t i = 0; i < JD_ARRAY_LEN(sample_strings); i++)
+        add_sample(json_pack("{s:s}", "s", sample_strings[i]));
+    while (n_samples < MAX_SAMPLES) {
+        char *t = chance(50) ? random_date() : random_number_text();
+        add_sample(json_pack("{s:s}", "s", t));
+        free(t);
+    }
+    bool ok = exec_ok(db, "CREATE TABLE samples (id int PRIMARY KEY, traits jsonb NOT NULL)");
+    for (int i = 0; ok && i < n_samples; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "%d", i);
+        char *t = json_dumps(samples[i], JSON_COMPACT);
+        const char *a[] = {id, t};
+        char *r = exec1("INSERT INTO samples VALUES ($1, $2::jsonb) RETURNING 1", 2, a);
+        ok = r != NULL;
+        free(r);
+        free(t);
+    }
+    return ok;
+}
+
+/* Runs a trait-only condition over the samples table, against cond_eval on
+ * each sample. A condition that does not compile is skipped unless
+ * must_compile. Returns whether it compiled. */
+static bool check_samples(const char *src, bool must_compile)
+{
+    diag_t d = {0};
+    node_doc_t doc;
+    cond_t *c = NULL;
+    if (yaml_load_buffer("cond.yaml", src, strlen(src), 1 << 20, &doc, &d)) {
+        c = cond_compile(doc.root, &d);
+        node_doc_free(&doc);
+    }
+    if (!c) {
+        if (must_compile) {
+            diag_print(&d, stderr);
+            unit_fail(__FILE__, __LINE__, "does not compile: %s", src);
+        }
+        diag_free(&d);
+        return false;
+    }
+    unit_checks++;
+    char *where = NULL, **params = NULL;
+    size_t n = 0;
+    int next = 1;
+    if (!cond_to_sql(c, NULL, now_ms, &where, &params, &n, &next, &d)) {
+        diag_print(&d, stderr);
+        unit_fail(__FILE__, __LINE__, "cond_to_sql failed for %s", src);
+        cond_free(c);
+        diag_free(&d);
+        return true;
+    }
+    char *sql = jd_xasprintf("SELECT p.id, %s FROM samples p ORDER BY p.id", where);
+    PGresult *r = PQexecParams(db, sql, (int)n, NULL, (const char *const *)params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != n_samples) {
+        unit_fail(__FILE__, __LINE__, "query failed for %s: %s", src, PQresultErrorMessage(r));
+        goto done;
+    }
+    int bad = 0, selected = 0;
+    for (int i = 0; i < n_samples; i++) {
+        const char *v = PQgetvalue(r, i, 1);
+        bool in_sql = v[0] == 't', in_c = cond_eval(c, &(cond_env_t){.traits = samples[i]});
+        selected += in_c;
+        if (PQgetisnull(r, i, 1)) {
+            unit_fail(__FILE__, __LINE__, "NULL from SQL for %s", src);
+            break;
+        }
+        if (in_sql != in_c) {
+            if (bad++ == 0)
+                fprintf(stderr, "MISMATCH for %s\n", src);
+            char *t = json_dumps(samples[i], JSON_COMPACT);
+            fprintf(stderr, "  sample %s: eval %d, sql %d\n", t, in_c, in_sql);
+            free(t);
+        }
+    }
+    if (bad) {
+        unit_fail(__FILE__, __LINE__, "%d samples differ", bad);
+        mismatches++;
+    }
+    if (getenv("COND_VERBOSE"))
+        printf("%3d/%d  %s\n", selected, n_samples, src);
+done:
+    PQclear(r);
+    free(sql);
+    free(where);
+    free_params(params, n);
+    cond_free(c);
+    diag_free(&d);
+    return true;
+}
+
+static const char *const sample_conds[] = {
+    "{trait: s, gt: '2024-01-01T10:00:00Z'}",
+    "{trait: s, eq: '2024-02-29'}",
+    "{trait: s, lte: '2024-06-30T23:59:59.999+00:00'}",
+    "{trait: s, between: ['1970-01-01', '2024-02-29T23:59:60Z']}",
+    "{trait: s, in: ['2023-12-31T23:59:59Z', '2024-01-01T10:00:00+00:00']}",
+    "{trait: s, lt: '2000-02-29T00:00:00,5Z'}",
+    "{trait: s, gt: 5}",
+    "{trait: s, eq: 0}",
+    "{trait: s, lt: -1}",
+    "{trait: s, gte: 1e20}",
+    "{trait: s, lte: 1e-20}",
+    "{trait: s, eq: 12345678901234567890}",
+    "{trait: s, between: [-1, 1]}",
+    "{trait: s, ne: '0'}",
+    "{trait: s, gt: 'a'}",
+    "{trait: s, lt: '\xc3\xa9'}",
+    "{trait: s, contains: '\xc3\xa9'}",
+    "{trait: s, starts_with: 'Z\xc3\xbc'}",
+    "{trait: s, contains: 18}",
+};
+
+/* Random patterns from regex pieces; only those the compiler accepts run. */
+static char *random_pattern(void)
+{
+    static const char *const pieces[] = {
+        "a",    "b",    "1",           ".",           "-",
+        "/",    "^",    "$",           "*",           "+",
+        "?",    "{2}",  "{1,3}",       "{2,}",        "(",
+        ")",    "|",    "[a-c]",       "[^a]",        "[[:digit:]]",
+        "[]a]", "[a-]", "\\.",         "\\-",         "\\/",
+        "\\\\", "\\[",  "\\{",         "\\}",         "\\(",
+        "\\)",  "\\*",  "\\^",         "\\$",         "\\|",
+        "{",    "}",    "[[:alpha:]]", "[[:space:]]", "[^[:upper:]]",
+        " ",    "\\d",  "[a\\]",       "(?:",         "{0}",
+        "[-a]", "ab",   "()",          "x{3,2}",      "[[:punct:]]",
+    };
+    char buf[128] = "";
+    size_t n = 1 + pick(8);
+    for (size_t i = 0; i < n; i++) {
+        const char *piece = PICK(pieces);
+        if (strlen(buf) + strlen(piece) < sizeof(buf))
+            strcat(buf, piece);
+    }
+    /* YAML single quotes: a quote is written twice */
+    char *yaml = jd_xasprintf("{trait: s, matches: '%s'}", buf);
+    return yaml;
+}
+
 /* ---- conditions ---- */
 
 static const char *const fixed_profile_conds[] = {
@@ -1022,6 +1275,25 @@ int main(void)
         check_profiles(fixed_profile_conds[i]);
     for (size_t i = 0; i < JD_ARRAY_LEN(fixed_event_conds); i++)
         check_events(fixed_event_conds[i]);
+    if (!store_samples()) {
+        unit_fail(__FILE__, __LINE__, "samples not stored");
+        goto out;
+    }
+    for (size_t i = 0; i < JD_ARRAY_LEN(sample_conds); i++)
+        check_samples(sample_conds[i], true);
+    for (size_t i = 0; i < JD_ARRAY_LEN(patterns); i++) {
+        char *src = jd_xasprintf("{trait: s, matches: %s}", patterns[i]);
+        check_samples(src, true);
+        free(src);
+    }
+    int accepted = 0;
+    for (int i = 0; i < N_PATTERNS && mismatches < 10; i++) {
+        char *src = random_pattern();
+        accepted += check_samples(src, false);
+        free(src);
+    }
+    printf("%d of %d random patterns compiled\n", accepted, N_PATTERNS);
+    CHECK(accepted > N_PATTERNS / 10);
     for (int i = 0; i < N_RANDOM && mismatches < 10; i++) {
         sbuf_t b = {0};
         gen_cond(&b, 0, false);
@@ -1048,5 +1320,7 @@ out:
         json_decref(profiles[i].traits);
     for (int i = 0; i < N_EVENTS; i++)
         json_decref(events[i].body);
+    for (int i = 0; i < n_samples; i++)
+        json_decref(samples[i]);
     return unit_finish("itest_cond_sql");
 }

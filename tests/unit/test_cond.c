@@ -229,6 +229,20 @@ static void test_compile_errors(void)
                  "t.yaml:2:10: matches: too much repetition at offset 8 of the pattern");
     EXPECT_ERROR("trait: e\nmatches: 'a||b'\n",
                  "t.yaml:2:10: matches: empty alternative at offset 2 of the pattern");
+    EXPECT_ERROR("trait: e\nmatches: '.^a'\n",
+                 "t.yaml:2:10: matches: ^ must start the pattern or an alternative (use \\^ for a "
+                 "^) at offset 1 of the pattern");
+    EXPECT_ERROR("trait: e\nmatches: 'x(^a)'\n",
+                 "t.yaml:2:10: matches: ^ must start the pattern or an alternative (use \\^ for a "
+                 "^) at offset 2 of the pattern");
+    EXPECT_ERROR("trait: e\nmatches: 'a$b'\n",
+                 "t.yaml:2:10: matches: nothing may follow $ (it must end the pattern or an "
+                 "alternative) at offset 2 of the pattern");
+    EXPECT_ERROR("trait: e\nmatches: '((a$)|b)c'\n",
+                 "t.yaml:2:10: matches: nothing may follow $ (it must end the pattern or an "
+                 "alternative) at offset 8 of the pattern");
+    EXPECT_ERROR("trait: e\nmatches: '(^a)*'\n",
+                 "t.yaml:2:10: matches: nothing to repeat at offset 4 of the pattern");
     EXPECT_ERROR("trait: e\nmatches: '(?i)a'\n",
                  "t.yaml:2:10: matches: (? is not supported at offset 0 of the pattern");
     EXPECT_ERROR("trait: e\nmatches: 'é'\n",
@@ -257,6 +271,8 @@ static void test_compile_errors(void)
     EXPECT_ERROR("event: {name: X, within: soon}\ncount_gte: 1\n",
                  "t.yaml:1:26: expected a duration such as 30s, 5m, 2h or 3d, found 'soon'");
     EXPECT_ERROR("event: {name: X, when: 1d}\ncount_gte: 1\n", "t.yaml:1:18: unknown key 'when'");
+    EXPECT_ERROR("event: X\nwithin: 7d\ncount_gte: 1\n",
+                 "t.yaml:2:1: 'within' goes inside event: {name: ..., within: ...}");
     EXPECT_ERROR("event: {name: X}\ncount_gte: -1\n",
                  "t.yaml:2:12: -1 is out of range [0, 1000000]");
     EXPECT_ERROR("event: {name: X}\ncount_at_least: 1\n",
@@ -472,6 +488,12 @@ static void test_text(void)
         {"{trait: s, matches: '[]x]'}", "{\"s\": \"]\"}", 1},
         {"{trait: s, matches: 'a'}", "{\"s\": 1}", 0},
         {"{trait: s, matches: 'a'}", "{}", 0},
+        {"{trait: s, matches: '^a|^b$|(^c|d$)'}", "{\"s\": \"xb\"}", 0},
+        {"{trait: s, matches: '^a|^b$|(^c|d$)'}", "{\"s\": \"xd\"}", 1},
+        {"{trait: s, matches: '^a|^b$|(^c|d$)'}", "{\"s\": \"z\\na\"}", 0},
+        {"{trait: s, matches: '^.{3}$'}", "{\"s\": \"Z\u00fcr\"}", 1},
+        {"{trait: s, matches: '^[^a]$'}", "{\"s\": \"\u00e9\"}", 1},
+        {"{trait: s, matches: '[[:alpha:]]'}", "{\"s\": \"\u00e9\"}", 0},
     };
     run_rows(rows, JD_ARRAY_LEN(rows));
 }

@@ -362,6 +362,24 @@ static void test_defaults_and_triggers(void)
         CHECK_STR(j->exits[0].reason, "exit:Churned");
     }
     journey_free(j);
+    /* a default reason fits the run's reason field, cut between characters */
+    char long_exit[512];
+    snprintf(long_exit, sizeof(long_exit),
+             "id: s\ntrigger: {api: true}\nexit: [{event: \"%s\"}]\nsteps: [{id: a, end: true}]\n",
+             "x\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+             "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+             "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+             "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+             "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+    j = PARSE_OK(long_exit);
+    if (j) {
+        /* "x" and 45 two-byte characters: the cut at 90 bytes would halve
+         * the last one, so it falls back to 89 */
+        CHECK(strlen(j->exits[0].reason) == 94);
+        CHECK(((unsigned char)j->exits[0].reason[92] & 0xe0) == 0xc0);
+        CHECK(strncmp(j->exits[0].reason, "exit:x\xc3\xa9", 8) == 0);
+    }
+    journey_free(j);
     j = PARSE_OK("id: s\ntrigger: {segment: vip}\nsteps: [{id: a, end: true}]\n");
     CHECK(j && j->trigger.kind == TRIGGER_SEGMENT && !j->trigger.on_leave);
     journey_free(j);
