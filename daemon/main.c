@@ -34,6 +34,7 @@
 #include "journeyd/render_cmd.h"
 #include "journeyd/scheduler.h"
 #include "journeyd/sdnotify.h"
+#include "journeyd/simulate.h"
 #include "journeyd/tracking_api.h"
 #include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
@@ -84,6 +85,7 @@ static int usage(FILE *out)
                  "  migrate -c FILE             apply pending database migrations\n"
                  "  check [-c FILE] PATH...     validate journey files (and their connectors)\n"
                  "  render TEMPLATE [--data F]  preview a Liquid template with JSON data\n"
+                 "  simulate JOURNEY --events F run a journey on a virtual clock, no database\n"
                  "  version                     print the version\n"
                  "\n"
                  "Run 'journeyd COMMAND --help' for a command's options.\n"
@@ -825,6 +827,8 @@ int main(int argc, char **argv)
         return cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "render"))
         return render_cmd_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "simulate"))
+        return simulate_cmd_main(argc - 1, argv + 1);
     fprintf(stderr, "journeyd: unknown command '%s'\n", cmd);
     return usage(stderr);
 }
