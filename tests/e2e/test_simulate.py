@@ -903,7 +903,6 @@ class Examples(SimulateBase):
         self.assertIn("You left 2 items in your cart (150 USD).", first["text"])
         self.assertEqual(of_type(lines, "complete"), of_type(lines, "complete", "ann"))
 
-    @unittest.expectedFailure
     def test_abandoned_cart_intended(self):
         """What the example's comments promise and the engine does not do yet:
         a big cart (property total >= 100) gets the discount after the one-day
@@ -1174,7 +1173,6 @@ class Examples(SimulateBase):
                          [("c3", "closed")])
         self.assertEqual([l["profile"] for l in of_type(lines, "complete")], ["c2", "c1", "c4"])
 
-    @unittest.expectedFailure
     def test_service_case_routing_intended(self):
         """What the example promises and the engine does not do yet: an urgent
         case escalates after 1 hour. The by_priority branch reads `property:
