@@ -494,9 +494,26 @@ static void check_schema(app_t *app, http_req_t *req)
         on_schema_status(app->db_control, NULL, rc);
 }
 
+static void find_down(const db_t *db, void *arg)
+{
+    const char **down = arg;
+    if (!*down && !db_connected(db))
+        *down = db_name(db);
+}
+
 static void handle_readyz(http_req_t *r, void *arg)
 {
     app_t *app = arg;
+    /* Ready means every connection is up: the ingest one too, so a client
+     * that waited for readiness does not meet a 503 on its first event. */
+    const char *down = NULL;
+    db_foreach(find_down, &down);
+    if (down) {
+        char reason[96];
+        snprintf(reason, sizeof(reason), "database connection '%s' is not up", down);
+        http_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason", reason));
+        return;
+    }
     if (app->stopping) {
         http_reply_json(
             r, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason", "shutting down"));
