@@ -77,6 +77,14 @@ static bool event_named(const json_t *event, const char *name)
 
 bool engine_triggers(const journey_t *j, const json_t *event, engine_ctx_t *ctx)
 {
+    if (j->trigger.kind == TRIGGER_SEGMENT) {
+        /* Membership changes arrive as events in the log (engine.h). */
+        const char *seg =
+            json_string_value(json_object_get(json_object_get(event, "properties"), "segment"));
+        return event_named(event,
+                           j->trigger.on_leave ? ENGINE_SEGMENT_LEFT : ENGINE_SEGMENT_ENTERED) &&
+               seg && j->trigger.segment && !strcmp(seg, j->trigger.segment);
+    }
     return j->trigger.kind == TRIGGER_EVENT && event_named(event, j->trigger.event) &&
            holds(j->trigger.where, ctx, event);
 }

@@ -158,7 +158,7 @@ const char RUNBATCH_WRITE_SQL[] =
     "  FROM jsonb_to_recordset($3::jsonb) AS x(profile_id bigint, patch jsonb)"
     "  WHERE p.id = x.profile_id RETURNING p.id)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), (SELECT count(*) FROM sends),"
-    " (SELECT count(*) FROM traits)";
+    " (SELECT count(*) FROM traits), pg_notify('journeyd_runs', '')";
 
 runbatch_t *runbatch_new(const runbatch_env_t *env)
 {

@@ -618,9 +618,28 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     scheduler_kick(arg);
 }
 
-static void on_connect(db_t *db, void *arg)
+static void on_listen(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
+    (void)arg;
+    if (res && !db_ok(res))
+        log_error("scheduler: LISTEN failed: %s", db_error(res));
+}
+
+/* Runs written by any journeyd (a new wait, an enrolment) wake the
+ * scheduler at once; the timer covers the rest. */
+static void on_notify(db_t *db, const char *channel, const char *payload, void *arg)
+{
+    (void)db;
+    (void)channel;
+    (void)payload;
+    scheduler_kick(arg);
+}
+
+static void on_connect(db_t *db, void *arg)
+{
+    if (!db_query(db, "LISTEN journeyd_runs", 0, NULL, on_listen, arg))
+        log_error("scheduler: cannot queue LISTEN");
     scheduler_kick(arg);
 }
 
@@ -645,7 +664,9 @@ scheduler_t *scheduler_new(struct event_base *base, db_t *db, const scheduler_op
     s->m_errors = metric_counter("journeyd_scheduler_errors_total",
                                  "Scheduler transactions that failed and were retried", NULL);
     db_on_connect(db, on_connect, s);
-    scheduler_kick(s);
+    db_on_notify(db, on_notify, s);
+    if (db_connected(db))
+        on_connect(db, s);
     return s;
 }
 
