@@ -564,10 +564,7 @@ static void handle_metrics(http_req_t *r, void *arg)
 static void handle_reload(http_req_t *r, void *arg)
 {
     app_t *app = arg;
-    char *key = journeys_api_admin_key(r);
-    bool admin = keyring_check(app->keys, KEY_ADMIN, key, NULL);
-    free(key);
-    if (!admin) {
+    if (!journeys_api_has_key(app->keys, KEY_ADMIN, r)) {
         http_reply_error(r, 401, "unauthorized", "unauthorized");
         return;
     }
