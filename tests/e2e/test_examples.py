@@ -230,6 +230,8 @@ class AbandonedCart(ExampleCase):
             "cy@example.com": ("exited", "purchased", True),
             "dee@example.com": ("exited", "unsubscribed", False)})
         self.assertEqual({s for _, _, s, _ in self.outbox()}, {"sent"})
+        self.assertEqual(self.psql("SELECT DISTINCT payload->>'topic' FROM outbox"),
+                         [("cart_reminders",)])
 
 
 class Newsletter(ExampleCase):
@@ -338,6 +340,8 @@ class OnboardingLocalTime(ExampleCase):
                          (["ann@example.com"], "Your trial ends soon"))
         self.wait_states({"ann@example.com": ("completed", None, False),
                           "kai@example.com": ("exited", "converted", True)})
+        self.assertEqual(self.psql("SELECT DISTINCT payload->>'topic' FROM outbox"),
+                         [("onboarding",)])
 
         # One trial per customer: a second start enrols nobody.
         self.track("ann", "Trial Started")
