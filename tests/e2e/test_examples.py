@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import time
 import unittest
 import urllib.parse
@@ -68,21 +69,14 @@ class ExampleCase(harness.JourneydTestCase):
 
     def start_example(self, replacements=(), forms=(), port=0, extra=None):
         folder = os.path.join(self.tmp, "journeys-src")
-        os.makedirs(os.path.join(folder, "templates"), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         text = example_text(self.example, replacements)
         with open(os.path.join(folder, self.example + ".yaml"), "w", encoding="utf-8") as f:
             f.write(text)
-        for rel in re.findall(r"_file:\s*(\S+)", text):
-            with open(os.path.join(EXAMPLES, rel), encoding="utf-8") as src, \
-                    open(os.path.join(folder, rel), "w", encoding="utf-8") as dst:
-                dst.write(src.read())
-        if forms:
-            os.makedirs(os.path.join(folder, "forms"), exist_ok=True)
-            for form in forms:
-                with open(os.path.join(EXAMPLES, "forms", form + ".yaml"), encoding="utf-8") as src, \
-                        open(os.path.join(folder, "forms", form + ".yaml"), "w",
-                             encoding="utf-8") as dst:
-                    dst.write(src.read())
+        copies = re.findall(r"_file:\s*(\S+)", text) + [f"forms/{f}.yaml" for f in forms]
+        for rel in copies:
+            os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
+            shutil.copyfile(os.path.join(EXAMPLES, rel), os.path.join(folder, rel))
         self.journeyd = self.start_journeyd(journeys=folder, port=port, extra=extra)
         return self.journeyd
 
@@ -315,8 +309,8 @@ class OnboardingLocalTime(ExampleCase):
         self.assertEqual(self.smtp.messages(), [])
         self.make_due("morning_1")
         tips = self.smtp.wait_for(2, timeout=10)
-        self.assertEqual(self.by_rcpt(tips), {"ann@example.com": ["Day 1: set up your first project"],
-                                              "kai@example.com": ["Day 1: set up your first project"]})
+        day1 = ["Day 1: set up your first project"]
+        self.assertEqual(self.by_rcpt(tips), {"ann@example.com": day1, "kai@example.com": day1})
         self.assertIn("Hi Ann,", [m for m in tips if m.rcpt_tos == ["ann@example.com"]][0].text())
         self.track("kai", "Project Created", {"name": "Launch"})
 
@@ -476,8 +470,8 @@ class LeadRouting(ExampleCase):
         self.assertEqual(len(self.http.requests()), 6)
         self.assertEqual(len(self.runs()), 6)
         self.assertEqual(self.traits("sam@initech.example")["lead_score"], 20)
-        self.assertEqual(self.psql("SELECT count(*) FROM events WHERE source = 'form:demo_request'"),
-                         [("7",)])
+        self.assertEqual(self.psql("SELECT count(*) FROM events "
+                                   "WHERE source = 'form:demo_request'"), [("7",)])
 
 
 class LeadScoring(ExampleCase):
