@@ -21,7 +21,7 @@
 #define NAME_MAX_LEN        64
 #define TABLE_MAX_KEYS      32
 #define DEFAULT_PORT        8080
-#define DEFAULT_CONCURRENCY 16
+#define DEFAULT_CONCURRENCY 256
 
 /* What a list of keys is for; write keys must not double as admin/read keys. */
 typedef enum key_kind { KEYS_NONE, KEYS_WRITE, KEYS_ADMIN, KEYS_READ } key_kind_t;
@@ -931,7 +931,7 @@ static void set_defaults(config_t *cfg)
     cfg->ingest_queue_max = 20000;
     cfg->ingest_retention_ms = 90LL * 86400000LL;
     cfg->delivery_retry_base_ms = 5000;
-    cfg->delivery_max_in_flight = 64;
+    cfg->delivery_max_in_flight = 1024;
     cfg->delivery_poll_ms = 1000;
     cfg->delivery_breaker_failures = 5;
     cfg->delivery_breaker_cooldown_ms = 60000;

@@ -185,7 +185,7 @@ static void test_full(void)
         CHECK(w->type == CONNECTOR_WEBHOOK);
         CHECK_STR(w->secret, "whsec_abcdef");
         CHECK(w->allow_private);
-        CHECK(w->timeout_ms == 15000 && w->max_concurrency == 16);
+        CHECK(w->timeout_ms == 15000 && w->max_concurrency == 256);
     }
     const config_connector_t *p = config_connector(&cfg, "plain");
     CHECK(p && p->secret == NULL && !p->allow_private && p->timeout_ms == 15000);
@@ -380,7 +380,7 @@ static void test_delivery_policy_tracking(void)
     diag_t d = {0};
     CHECK(load_text(BASE SOURCE, &cfg, &d));
     CHECK(cfg.delivery_retry_base_ms == 5000 && cfg.delivery_lease_ms == 120000);
-    CHECK(cfg.delivery_max_in_flight == 64 && cfg.delivery_poll_ms == 1000);
+    CHECK(cfg.delivery_max_in_flight == 1024 && cfg.delivery_poll_ms == 1000);
     CHECK(cfg.delivery_breaker_failures == 5 && cfg.delivery_breaker_cooldown_ms == 60000);
     CHECK(cfg.policy_cap_count == 0 && cfg.policy_cap_period_ms == 86400000);
     CHECK(cfg.policy_quiet_start_min == -1 && cfg.policy_quiet_end_min == -1);
