@@ -157,6 +157,8 @@ struct dispatcher {
     size_t n_eps;
     char *all_names; /* "{a,b}": every configured connector, for the sweep */
     policy_rules_t rules;
+    tzdb_t *tzdb;
+    tzdb_t *own_tzdb; /* opened here when the caller gave none */
     unsigned char *secret;
     size_t secret_len;
     unsigned in_flight;              /* messages claimed and not yet recorded */
@@ -746,6 +748,10 @@ static void start_send(dispatcher_t *d, PGresult *res, int row, batch_counts_t *
             strtoll(PQgetvalue(res, row, COL_RECENT), NULL, 10) + (batch_n ? (int64_t)*batch_n : 0),
         .timezone = PQgetisnull(res, row, COL_TIMEZONE) ? NULL : PQgetvalue(res, row, COL_TIMEZONE),
     };
+    int offset_unused;
+    if (facts.is_email && facts.timezone && d->rules.quiet_start_min >= 0 &&
+        !policy_parse_offset(facts.timezone, &offset_unused) && tzdb_name_valid(facts.timezone))
+        facts.tz = tzdb_get(d->tzdb, facts.timezone, NULL, 0); /* unknown: the default */
     policy_decision_t pd = policy_decide(&d->rules, &facts, now);
     if (pd.verdict == POLICY_SEND && s->ep && s->ep->breaker != BREAKER_CLOSED &&
         !(s->ep->breaker == BREAKER_HALF_OPEN && s->ep->in_flight == 0)) {
@@ -1011,6 +1017,15 @@ dispatcher_t *dispatcher_new(struct event_base *base, db_t *db, curl_loop_t *cur
                                 .quiet_start_min = d->cfg->policy_quiet_start_min,
                                 .quiet_end_min = d->cfg->policy_quiet_end_min,
                                 .default_tz_min = d->cfg->policy_default_tz_min};
+    d->tzdb = opts->tzdb;
+    if (!d->tzdb)
+        d->tzdb = d->own_tzdb = tzdb_new(NULL);
+    if (d->cfg->policy_quiet_timezone) {
+        char err[256];
+        d->rules.default_tz = tzdb_get(d->tzdb, d->cfg->policy_quiet_timezone, err, sizeof(err));
+        if (!d->rules.default_tz)
+            log_error("dispatcher: quiet hours: %s; using UTC", err);
+    }
 
     d->poll = event_new(base, -1, EV_PERSIST, on_poll, d);
     d->wake = event_new(base, -1, 0, on_wake, d);
@@ -1058,6 +1073,7 @@ void dispatcher_free(dispatcher_t *d)
     free(d->owner);
     free(d->eps);
     free(d->all_names);
+    tzdb_free(d->own_tzdb);
     if (d->secret)
         OPENSSL_cleanse(d->secret, d->secret_len);
     free(d->secret);

@@ -12,6 +12,7 @@
 
 #include "journeyd/node.h"
 #include "journeyd/policy.h"
+#include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
 #include "journeyd/yaml.h"
 
@@ -657,13 +658,25 @@ static bool parse_quiet_timezone(ctx_t *c, const node_t *v, void *base)
     const char *s = get_string(c, v);
     if (!s)
         return false;
-    if (!policy_parse_offset(s, &((config_t *)base)->policy_default_tz_min)) {
+    config_t *cfg = base;
+    if (policy_parse_offset(s, &cfg->policy_default_tz_min))
+        return true;
+    /* A zone name: checked against the system's time zone database now. */
+    bool known = false;
+    if (tzdb_name_valid(s)) {
+        tzdb_t *db = tzdb_new(NULL);
+        known = tzdb_get(db, s, NULL, 0) != NULL;
+        tzdb_free(db);
+    }
+    if (!known) {
         node_error(c->d, v,
-                   "expected a UTC offset such as \"+01:00\", \"-05:30\" or \"UTC\", found "
-                   "'%s' (region names are not supported)",
+                   "expected a UTC offset such as \"+01:00\" or a time zone name such as "
+                   "\"Europe/Berlin\", found '%s' (not in the time zone database)",
                    s);
         return false;
     }
+    free(cfg->policy_quiet_timezone);
+    cfg->policy_quiet_timezone = jd_xstrdup(s);
     return true;
 }
 
@@ -1035,6 +1048,7 @@ void config_free(config_t *c)
     if (!c)
         return;
     free(c->path);
+    free(c->policy_quiet_timezone);
     free(c->listen_address);
     free(c->port_file);
     free(c->db_conninfo);
