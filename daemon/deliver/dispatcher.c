@@ -428,6 +428,12 @@ static void breaker_set(dispatcher_t *d, endpoint_t *ep, breaker_state_t st)
     log_warn("connector %s: circuit open after %u consecutive transport failures; nothing is "
              "sent to it for %lld ms (its messages stay queued)",
              ep->c->name, ep->failures, (long long)cooldown);
+    /* Outcomes not yet written wait with the rest: the push below runs
+     * before their batch is recorded. */
+    for (send_t *p = d->pending; p; p = p->next)
+        if (p->ep == ep && p->rec_delay_ms < cooldown &&
+            (!strcmp(p->rec_status, "retrying") || !strcmp(p->rec_status, "queued")))
+            p->rec_delay_ms = cooldown;
     char ms[24];
     snprintf(ms, sizeof(ms), "%lld", (long long)cooldown);
     const char *params[] = {ep->c->name, ms};
