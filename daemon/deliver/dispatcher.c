@@ -109,6 +109,9 @@ static const char RECORD_SQL[] =
 /* Rows claimed by one statement at most: smaller claims let sending, claiming
  * and recording overlap. */
 #define CLAIM_BATCH_MAX 256
+/* While a connector has sends under way, it is claimed for only once this
+ * many (or half its limit) are free. */
+#define CLAIM_MIN_BATCH 32
 
 /* Outcomes recorded by one statement at most. */
 #define RECORD_BATCH_MAX 1000
@@ -876,7 +879,10 @@ void dispatcher_kick(dispatcher_t *d)
             room = 0;
         else if (ep->breaker == BREAKER_HALF_OPEN)
             room = ep->in_flight == 0 ? 1 : 0;
-        if (room == 0)
+        /* While sends are under way, wait until a fair share is free: many
+         * small claims cost more than a few larger ones. */
+        unsigned worth = limit / 2 < CLAIM_MIN_BATCH ? limit / 2 : CLAIM_MIN_BATCH;
+        if (room == 0 || (ep->in_flight > 0 && room < worth))
             continue;
         snprintf(rooms[i], sizeof(rooms[i]), "%u", room);
         params[np] = ep->c->name;
