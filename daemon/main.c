@@ -432,6 +432,7 @@ static void start_workers(app_t *app)
                                .max_in_flight = app->config.delivery_max_in_flight,
                                .lease_ms = app->config.delivery_lease_ms,
                                .poll_ms = app->config.delivery_poll_ms,
+                               .tzdb = app->tzdb,
                                .tracking_secret = app->tracking_secret,
                                .tracking_secret_len = app->tracking_secret_len};
     app->dispatcher = dispatcher_new(app->base, app->db_dispatcher, app->curl, &dopts);
