@@ -34,6 +34,7 @@
 #include "journeyd/render_cmd.h"
 #include "journeyd/scheduler.h"
 #include "journeyd/sdnotify.h"
+#include "journeyd/segments_load.h"
 #include "journeyd/simulate.h"
 #include "journeyd/tracking_api.h"
 #include "journeyd/tzdb.h"
@@ -172,13 +173,18 @@ static int cmd_check(int argc, char **argv)
     diag_t d = {0};
     bool ok = true;
     form_set_t forms = {0};
+    segment_set_t segments = {0};
     for (int i = optind; i < argc; i++) {
-        /* A forms folder (or a file in one) holds forms; a journeys folder
-         * holds journeys, and forms in its forms/ subfolder. */
+        /* A forms folder (or a file in one) holds forms, a segments folder
+         * segments; a journeys folder holds journeys, forms in its forms/
+         * subfolder and segments in its segments/ subfolder. */
         if (forms_is_forms_path(argv[i]))
             ok &= forms_load_path(argv[i], &forms, &d);
+        else if (segments_is_segments_path(argv[i]))
+            ok &= segments_load_path(argv[i], &segments, &d);
         else
-            ok &= journeys_load_path(argv[i], &set, &d) & forms_load_journeys(argv[i], &forms, &d);
+            ok &= journeys_load_path(argv[i], &set, &d) & forms_load_journeys(argv[i], &forms, &d) &
+                  segments_load_journeys(argv[i], &segments, &d);
     }
     if (ok && have_config)
         ok = journeys_check_connectors(&set, &c, &d);
@@ -187,7 +193,10 @@ static int cmd_check(int argc, char **argv)
         printf("%zu journey%s OK\n", set.count, set.count == 1 ? "" : "s");
     if (ok && forms.count)
         printf("%zu form%s OK\n", forms.count, forms.count == 1 ? "" : "s");
+    if (ok && segments.count)
+        printf("%zu segment%s OK\n", segments.count, segments.count == 1 ? "" : "s");
     diag_free(&d);
+    segment_set_free(&segments);
     journey_set_free(&set);
     form_set_free(&forms);
     if (have_config)
