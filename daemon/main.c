@@ -34,6 +34,7 @@
 #include "journeyd/render_cmd.h"
 #include "journeyd/scheduler.h"
 #include "journeyd/sdnotify.h"
+#include "journeyd/segments.h"
 #include "journeyd/segments_load.h"
 #include "journeyd/simulate.h"
 #include "journeyd/tracking_api.h"
@@ -49,6 +50,11 @@ typedef struct app {
     registry_t *registry; /* journeys: the live set, and older versions for runs in flight */
     tzdb_t *tzdb;
     form_set_t *forms; /* the live web forms; swapped with the journeys */
+    /* segment definitions loaded before the segments module started (it
+     * takes them over, and every later set, with segments_install) */
+    segment_set_t *segment_defs;
+    segments_t *segments;
+    db_t *db_segments;
     forms_api_t *forms_api;
     db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance, *db_scheduler;
     /* tracking and unsubscribe (tracking_api.h): its own connection */
@@ -69,7 +75,7 @@ typedef struct app {
     bool schema_checked; /* migrations verified once since start */
     bool ready_sent;
     bool stopping;
-    bool processor_stopped, dispatcher_stopped, scheduler_stopped;
+    bool processor_stopped, dispatcher_stopped, scheduler_stopped, segments_stopped;
     int64_t shutdown_deadline_polls;
     int exit_code;
     metric_t *m_reloads, *m_journeys, *m_db_state, *m_db_queue;
@@ -258,15 +264,49 @@ static void free_forms(form_set_t *set)
     }
 }
 
+/* Loads <journeys>/segments into a new set; NULL (errors in d) if any file is invalid. */
+static segment_set_t *load_segments(const app_t *app, diag_t *d)
+{
+    segment_set_t *set = jd_xcalloc(1, sizeof(*set));
+    if (!segments_load_journeys(app->config.journeys_dir, set, d)) {
+        segment_set_free(set);
+        free(set);
+        return NULL;
+    }
+    return set;
+}
+
+static void free_segments(segment_set_t *set)
+{
+    if (set) {
+        segment_set_free(set);
+        free(set);
+    }
+}
+
+/* Hands a new set of segment definitions to the segments module, or keeps
+ * it until the module starts. */
+static void install_segments(app_t *app, segment_set_t *set)
+{
+    if (app->segments) {
+        segments_install(app->segments, set);
+    } else {
+        free_segments(app->segment_defs);
+        app->segment_defs = set;
+    }
+}
+
 /* Builds the new set aside and swaps it in only when all of it is valid;
  * otherwise the old set stays and every problem is logged and left in d. */
 static bool reload_journeys(app_t *app, const char *via, diag_t *d)
 {
     journey_set_t *fresh = load_journeys(app, d);
     form_set_t *fresh_forms = load_forms(app, d);
-    if (!fresh || !fresh_forms) {
+    segment_set_t *fresh_segments = load_segments(app, d);
+    if (!fresh || !fresh_forms || !fresh_segments) {
         free_journeys(fresh);
         free_forms(fresh_forms);
+        free_segments(fresh_segments);
         for (size_t i = 0; i < d->count; i++)
             log_error("reload: %s", d->msgs[i]);
         metric_add(app->m_reloads, (const char *[]){"failed"}, 1);
@@ -281,6 +321,8 @@ static bool reload_journeys(app_t *app, const char *via, diag_t *d)
     free_forms(app->forms); /* forms_api keeps nothing of a form past a handler call */
     app->forms = fresh_forms;
     log_info("reload (%s): %zu forms loaded", via, fresh_forms->count);
+    log_info("reload (%s): %zu segments loaded", via, fresh_segments->count);
+    install_segments(app, fresh_segments);
     if (app->scheduler)
         scheduler_journeys_changed(app->scheduler);
     metric_add(app->m_reloads, (const char *[]){"ok"}, 1);
@@ -317,7 +359,8 @@ static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
     (void)what;
     app_t *app = arg;
     bool idle = http_server_pending(app->http) == 0 && ingest_backlog(app->ingest) == 0 &&
-                app->processor_stopped && app->dispatcher_stopped && app->scheduler_stopped;
+                app->processor_stopped && app->dispatcher_stopped && app->scheduler_stopped &&
+                app->segments_stopped;
     if (idle) {
         finish_shutdown(app);
         return;
@@ -349,6 +392,11 @@ static void on_scheduler_stopped(void *arg)
     ((app_t *)arg)->scheduler_stopped = true;
 }
 
+static void on_segments_stopped(void *arg)
+{
+    ((app_t *)arg)->segments_stopped = true;
+}
+
 static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -376,6 +424,10 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
         scheduler_stop(app->scheduler, on_scheduler_stopped, app);
     else
         app->scheduler_stopped = true;
+    if (app->segments)
+        segments_stop(app->segments, on_segments_stopped, app);
+    else
+        app->segments_stopped = true;
     app->shutdown_deadline_polls = SHUTDOWN_GRACE_S * 20;
     struct timeval tv = {0, 50000};
     event_add(app->shutdown_poll, &tv);
@@ -448,6 +500,11 @@ static void start_workers(app_t *app)
     app->db_maintenance = db_open(app->base, "maintenance", app->config.db_conninfo);
     app->maintenance = maintenance_new(app->base, app->db_maintenance,
                                        app->config.ingest_retention_ms, 3600 * 1000);
+    app->db_segments = db_open(app->base, "segments", app->config.db_conninfo);
+    segments_opts_t gopts = {.batch_events = 1000, .batch_profiles = 5000, .poll_ms = 1000};
+    app->segments = segments_new(app->base, app->db_segments, &gopts);
+    segments_install(app->segments, app->segment_defs);
+    app->segment_defs = NULL;
 }
 
 static void announce_ready(app_t *app)
@@ -640,12 +697,14 @@ static void app_free(app_t *app)
 {
     curl_loop_free(app->curl);
     db_t *dbs[] = {app->db_control,     app->db_ingest,    app->db_processor, app->db_dispatcher,
-                   app->db_maintenance, app->db_scheduler, app->db_tracking};
+                   app->db_maintenance, app->db_scheduler, app->db_tracking,  app->db_segments};
     for (size_t i = 0; i < JD_ARRAY_LEN(dbs); i++)
         if (dbs[i])
             db_close(dbs[i]);
     maintenance_free(app->maintenance);
     scheduler_free(app->scheduler);
+    segments_free(app->segments);
+    free_segments(app->segment_defs);
     dispatcher_free(app->dispatcher);
     processor_free(app->processor);
     tracking_api_free(app->tracking_api);
@@ -753,6 +812,17 @@ static int cmd_serve(int argc, char **argv)
         goto done;
     }
     log_info("%zu web forms loaded", app.forms->count);
+    app.segment_defs = load_segments(&app, &jd);
+    for (size_t i = 0; i < jd.count; i++)
+        log_error("%s", jd.msgs[i]);
+    diag_free(&jd);
+    if (!app.segment_defs) {
+        log_error("the segments in %s/segments are invalid; not starting", app.config.journeys_dir);
+        free_journeys(first);
+        app.exit_code = 1;
+        goto done;
+    }
+    log_info("%zu segments loaded", app.segment_defs->count);
     app.registry = registry_new();
     app.tzdb = tzdb_new(NULL);
     size_t n_journeys = first->count;
