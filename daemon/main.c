@@ -29,7 +29,9 @@
 #include "journeyd/maintenance.h"
 #include "journeyd/metrics.h"
 #include "journeyd/migrate.h"
+#include "journeyd/openapi.h"
 #include "journeyd/processor.h"
+#include "journeyd/query_api.h"
 #include "journeyd/registry.h"
 #include "journeyd/render_cmd.h"
 #include "journeyd/scheduler.h"
@@ -55,6 +57,9 @@ typedef struct app {
     segment_set_t *segment_defs;
     segments_t *segments;
     db_t *db_segments;
+    /* the query API (query_api.h): its own connection */
+    db_t *db_query;
+    query_api_t *query_api;
     forms_api_t *forms_api;
     db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance, *db_scheduler;
     /* tracking and unsubscribe (tracking_api.h): its own connection */
@@ -696,8 +701,9 @@ static keyring_t *build_keyring(const config_t *c)
 static void app_free(app_t *app)
 {
     curl_loop_free(app->curl);
-    db_t *dbs[] = {app->db_control,     app->db_ingest,    app->db_processor, app->db_dispatcher,
-                   app->db_maintenance, app->db_scheduler, app->db_tracking,  app->db_segments};
+    db_t *dbs[] = {app->db_control,    app->db_ingest,      app->db_processor,
+                   app->db_dispatcher, app->db_maintenance, app->db_scheduler,
+                   app->db_tracking,   app->db_segments,    app->db_query};
     for (size_t i = 0; i < JD_ARRAY_LEN(dbs); i++)
         if (dbs[i])
             db_close(dbs[i]);
@@ -711,6 +717,7 @@ static void app_free(app_t *app)
     OPENSSL_cleanse(app->tracking_secret, sizeof(app->tracking_secret));
     ingest_api_free(app->ingest_api);
     journeys_api_free(app->journeys_api);
+    query_api_free(app->query_api);
     forms_api_free(app->forms_api);
     ingest_free(app->ingest);
     http_server_free(app->http);
@@ -866,6 +873,10 @@ static int cmd_serve(int argc, char **argv)
     app.journeys_api =
         journeys_api_new(app.db_control, app.keys, app.registry, kick_scheduler, &app);
     journeys_api_register(app.journeys_api, app.http);
+    app.db_query = db_open(app.base, "query", app.config.db_conninfo);
+    app.query_api = query_api_new(app.db_query, app.keys, app.registry);
+    query_api_register(app.query_api, app.http);
+    openapi_register(app.http);
 
     unsigned bound = 0;
     if (!http_server_listen(app.http, app.config.listen_address, app.config.listen_port, &bound)) {

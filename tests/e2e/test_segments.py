@@ -107,6 +107,87 @@ class Membership(SegmentCase):
         count = self.psql("SELECT member_count FROM segments WHERE id = 'vip'")[0][0]
         self.assertEqual(count, "1")
 
+    def test_segment_entry_triggers_a_journey(self):
+        self.write("vip_hello.yaml", VIP_HELLO)
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+        self.identify("c", plan="pro", name="Cleo")
+        (mail,) = self.smtp.wait_for(1)
+        self.assertEqual(mail.msg["Subject"], "Welcome to VIP, Cleo")
+        rows = self.psql("SELECT r.journey_id, e.event FROM runs r JOIN events e"
+                         " ON e.id = r.trigger_event_id")
+        self.assertEqual([tuple(x) for x in rows], [("vip_hello", "Segment Entered")])
+        # Another identify that keeps the profile in the segment enrols nobody again.
+        self.identify("c", plan="pro", city="Oslo")
+        time.sleep(1)
+        self.assertEqual(len(self.smtp.messages()), 1)
+
+    def test_full_evaluation_after_reload_and_restart(self):
+        for u, plan in (("a", "pro"), ("b", "free"), ("c", "team")):
+            self.identify(u, plan=plan)
+        self.wait_members("vip", ["a"])
+        # A changed definition is evaluated in full in the background.
+        self.write("segments/vip.yaml", VIP.replace("eq: pro", "in: [pro, team]"))
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("vip", ["a", "c"])
+        # A new segment file is computed after a restart, from profiles stored before.
+        self.journeyd.stop()
+        self.write("segments/free.yaml", "id: free\nwhere: {trait: plan, eq: free}\n")
+        self.journeyd.start()
+        self.wait_members("free", ["b"])
+        self.wait_members("vip", ["a", "c"])
+        row = self.psql("SELECT computed_at IS NOT NULL, compute_from IS NULL, member_count"
+                        " FROM segments WHERE id = 'free'")
+        harness.wait_until(lambda: self.psql("SELECT compute_from IS NULL FROM segments"
+                                             " WHERE id = 'free'")[0][0] == "t", 10)
+        row = self.psql("SELECT computed_at IS NOT NULL, member_count FROM segments"
+                        " WHERE id = 'free'")[0]
+        self.assertEqual(tuple(row), ("t", "1"))
+        entered = self.psql("SELECT count(*) FROM events WHERE source = 'segments'"
+                            " AND event = 'Segment Entered' AND body->'properties'->>'segment'"
+                            " = 'free' AND user_id = 'b'")[0][0]
+        self.assertEqual(entered, "1")
+        # A segment removed from the folder is dropped with its members.
+        os.unlink(os.path.join(self.folder, "segments", "free.yaml"))
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+        harness.wait_until(lambda: self.psql("SELECT count(*) FROM segment_members"
+                                             " WHERE segment_id = 'free'")[0][0] == "0", 10)
+
+    def test_invalid_segment_fails_the_reload_as_a_whole(self):
+        self.write("segments/bad.yaml", "id: bad\nwhere: {trait: plan, equals: pro}\n")
+        self.write("vip_hello.yaml", VIP_HELLO)
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 422, r.body)
+        self.assertTrue(any("bad.yaml:2:" in e for e in r.json["errors"]), r.json)
+        # The journey of the same reload was not installed either.
+        r = self.read("/v1/journeys")
+        self.assertEqual([j["id"] for j in r.json["data"]], [])
+        check = self.journeyd.run_command("check", self.folder)
+        self.assertEqual(check.returncode, 1)
+        self.assertIn("bad.yaml:2:", check.stderr)
+
+
+class Sweep(SegmentCase):
+    files = {"segments/active.yaml": """\
+id: active
+where:
+  event: {name: Logged In, within: 3s}
+  count_gte: 1
+refresh: 1s
+"""}
+
+    def test_time_based_membership_is_swept(self):
+        self.identify("a")
+        r = self.journeyd.post("/v1/track", {"userId": "a", "event": "Logged In"}, key=K)
+        self.assertEqual(r.status, 200)
+        self.wait_members("active", ["a"])
+        # Nothing happens to the profile; its login leaves the window.
+        self.wait_members("active", [], timeout=10)
+        rows = self.psql("SELECT event FROM events WHERE source = 'segments' ORDER BY id")
+        self.assertEqual([r[0] for r in rows], ["Segment Entered", "Segment Left"])
+
 
 if __name__ == "__main__":
     unittest.main()
