@@ -316,7 +316,8 @@ bool segment_set_check(segment_set_t *set, diag_t *d)
             }
         ok = false;
     } else {
-        memcpy(set->items, order, n * sizeof(*order));
+        if (n)
+            memcpy(set->items, order, n * sizeof(*order));
     }
     free(order);
     free(done);
