@@ -193,9 +193,12 @@ static int cmd_check(int argc, char **argv)
             ok &= forms_load_path(argv[i], &forms, &d);
         else if (segments_is_segments_path(argv[i]))
             ok &= segments_load_path(argv[i], &segments, &d);
-        else
-            ok &= journeys_load_path(argv[i], &set, &d) & forms_load_journeys(argv[i], &forms, &d) &
-                  segments_load_journeys(argv[i], &segments, &d);
+        else {
+            /* Every loader runs, so all problems show at once. */
+            ok &= journeys_load_path(argv[i], &set, &d);
+            ok &= forms_load_journeys(argv[i], &forms, &d);
+            ok &= segments_load_journeys(argv[i], &segments, &d);
+        }
     }
     if (ok && have_config)
         ok = journeys_check_connectors(&set, &c, &d);

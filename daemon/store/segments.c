@@ -190,7 +190,9 @@ static void fail(segments_t *s, const char *what, PGresult *res, bool in_transac
  * condition's hash in $2; otherwise the profiles of the array $2 and those
  * merged into them. Members are added and removed, each change logged and
  * written as an event of the profile, the count and the progress of a full
- * evaluation updated: all in one statement. */
+ * evaluation updated (the segments row only when something changed, for
+ * the incremental path, which runs for every batch of events): all in one
+ * statement. */
 static char *apply_sql(const char *expr, bool range)
 {
     const char *scope = range ? "p.id >= $3::bigint AND p.id < $4::bigint"
@@ -238,9 +240,9 @@ static char *apply_sql(const char *expr, bool range)
         "   + (SELECT count(*) FROM ins) - (SELECT count(*) FROM del),"
         "  changed_at = CASE WHEN EXISTS (SELECT 1 FROM chg) THEN now() ELSE s.changed_at END,"
         "  updated_at = now()%s"
-        "  WHERE s.id = $1)"
+        "  WHERE s.id = $1%s)"
         " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)",
-        expr, scope, progress);
+        expr, scope, progress, range ? "" : " AND EXISTS (SELECT 1 FROM chg)");
 }
 
 /* Queues the re-evaluation of seg: range (from, to) or the profiles in
