@@ -205,11 +205,9 @@ static void reply_bad(http_req_t *r, const char *field, const char *fmt, ...)
 /* A read or admin key; else answers 401 and returns false. */
 static bool authorised(query_api_t *api, http_req_t *r)
 {
-    char *key = journeys_api_admin_key(r);
-    bool ok = keyring_check(api->keys, KEY_READ, key, NULL) ||
-              keyring_check(api->keys, KEY_ADMIN, key, NULL);
-    bool write = !ok && keyring_check(api->keys, KEY_WRITE, key, NULL);
-    free(key);
+    bool ok = journeys_api_has_key(api->keys, KEY_READ, r) ||
+              journeys_api_has_key(api->keys, KEY_ADMIN, r);
+    bool write = !ok && journeys_api_has_key(api->keys, KEY_WRITE, r);
     if (!ok)
         http_reply_error(r, 401, "unauthorized", "%s",
                          write ? "a write key cannot read: use a read key or an admin key"
