@@ -29,11 +29,16 @@
 #include "journeyd/maintenance.h"
 #include "journeyd/metrics.h"
 #include "journeyd/migrate.h"
+#include "journeyd/openapi.h"
 #include "journeyd/processor.h"
+#include "journeyd/query_api.h"
 #include "journeyd/registry.h"
 #include "journeyd/render_cmd.h"
 #include "journeyd/scheduler.h"
 #include "journeyd/sdnotify.h"
+#include "journeyd/segments.h"
+#include "journeyd/segments_load.h"
+#include "journeyd/simulate.h"
 #include "journeyd/tracking_api.h"
 #include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
@@ -47,6 +52,14 @@ typedef struct app {
     registry_t *registry; /* journeys: the live set, and older versions for runs in flight */
     tzdb_t *tzdb;
     form_set_t *forms; /* the live web forms; swapped with the journeys */
+    /* segment definitions loaded before the segments module started (it
+     * takes them over, and every later set, with segments_install) */
+    segment_set_t *segment_defs;
+    segments_t *segments;
+    db_t *db_segments;
+    /* the query API (query_api.h): its own connection */
+    db_t *db_query;
+    query_api_t *query_api;
     forms_api_t *forms_api;
     db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance, *db_scheduler;
     /* tracking and unsubscribe (tracking_api.h): its own connection */
@@ -67,7 +80,7 @@ typedef struct app {
     bool schema_checked; /* migrations verified once since start */
     bool ready_sent;
     bool stopping;
-    bool processor_stopped, dispatcher_stopped, scheduler_stopped;
+    bool processor_stopped, dispatcher_stopped, scheduler_stopped, segments_stopped;
     int64_t shutdown_deadline_polls;
     int exit_code;
     metric_t *m_reloads, *m_journeys, *m_db_state, *m_db_queue;
@@ -84,6 +97,7 @@ static int usage(FILE *out)
                  "  migrate -c FILE             apply pending database migrations\n"
                  "  check [-c FILE] PATH...     validate journey files (and their connectors)\n"
                  "  render TEMPLATE [--data F]  preview a Liquid template with JSON data\n"
+                 "  simulate JOURNEY --events F run a journey on a virtual clock, no database\n"
                  "  version                     print the version\n"
                  "\n"
                  "Run 'journeyd COMMAND --help' for a command's options.\n"
@@ -170,13 +184,21 @@ static int cmd_check(int argc, char **argv)
     diag_t d = {0};
     bool ok = true;
     form_set_t forms = {0};
+    segment_set_t segments = {0};
     for (int i = optind; i < argc; i++) {
-        /* A forms folder (or a file in one) holds forms; a journeys folder
-         * holds journeys, and forms in its forms/ subfolder. */
+        /* A forms folder (or a file in one) holds forms, a segments folder
+         * segments; a journeys folder holds journeys, forms in its forms/
+         * subfolder and segments in its segments/ subfolder. */
         if (forms_is_forms_path(argv[i]))
             ok &= forms_load_path(argv[i], &forms, &d);
-        else
-            ok &= journeys_load_path(argv[i], &set, &d) & forms_load_journeys(argv[i], &forms, &d);
+        else if (segments_is_segments_path(argv[i]))
+            ok &= segments_load_path(argv[i], &segments, &d);
+        else {
+            /* Every loader runs, so all problems show at once. */
+            ok &= journeys_load_path(argv[i], &set, &d);
+            ok &= forms_load_journeys(argv[i], &forms, &d);
+            ok &= segments_load_journeys(argv[i], &segments, &d);
+        }
     }
     if (ok && have_config)
         ok = journeys_check_connectors(&set, &c, &d);
@@ -185,7 +207,10 @@ static int cmd_check(int argc, char **argv)
         printf("%zu journey%s OK\n", set.count, set.count == 1 ? "" : "s");
     if (ok && forms.count)
         printf("%zu form%s OK\n", forms.count, forms.count == 1 ? "" : "s");
+    if (ok && segments.count)
+        printf("%zu segment%s OK\n", segments.count, segments.count == 1 ? "" : "s");
     diag_free(&d);
+    segment_set_free(&segments);
     journey_set_free(&set);
     form_set_free(&forms);
     if (have_config)
@@ -247,15 +272,49 @@ static void free_forms(form_set_t *set)
     }
 }
 
+/* Loads <journeys>/segments into a new set; NULL (errors in d) if any file is invalid. */
+static segment_set_t *load_segments(const app_t *app, diag_t *d)
+{
+    segment_set_t *set = jd_xcalloc(1, sizeof(*set));
+    if (!segments_load_journeys(app->config.journeys_dir, set, d)) {
+        segment_set_free(set);
+        free(set);
+        return NULL;
+    }
+    return set;
+}
+
+static void free_segments(segment_set_t *set)
+{
+    if (set) {
+        segment_set_free(set);
+        free(set);
+    }
+}
+
+/* Hands a new set of segment definitions to the segments module, or keeps
+ * it until the module starts. */
+static void install_segments(app_t *app, segment_set_t *set)
+{
+    if (app->segments) {
+        segments_install(app->segments, set);
+    } else {
+        free_segments(app->segment_defs);
+        app->segment_defs = set;
+    }
+}
+
 /* Builds the new set aside and swaps it in only when all of it is valid;
  * otherwise the old set stays and every problem is logged and left in d. */
 static bool reload_journeys(app_t *app, const char *via, diag_t *d)
 {
     journey_set_t *fresh = load_journeys(app, d);
     form_set_t *fresh_forms = load_forms(app, d);
-    if (!fresh || !fresh_forms) {
+    segment_set_t *fresh_segments = load_segments(app, d);
+    if (!fresh || !fresh_forms || !fresh_segments) {
         free_journeys(fresh);
         free_forms(fresh_forms);
+        free_segments(fresh_segments);
         for (size_t i = 0; i < d->count; i++)
             log_error("reload: %s", d->msgs[i]);
         metric_add(app->m_reloads, (const char *[]){"failed"}, 1);
@@ -270,6 +329,8 @@ static bool reload_journeys(app_t *app, const char *via, diag_t *d)
     free_forms(app->forms); /* forms_api keeps nothing of a form past a handler call */
     app->forms = fresh_forms;
     log_info("reload (%s): %zu forms loaded", via, fresh_forms->count);
+    log_info("reload (%s): %zu segments loaded", via, fresh_segments->count);
+    install_segments(app, fresh_segments);
     if (app->scheduler)
         scheduler_journeys_changed(app->scheduler);
     metric_add(app->m_reloads, (const char *[]){"ok"}, 1);
@@ -306,7 +367,8 @@ static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
     (void)what;
     app_t *app = arg;
     bool idle = http_server_pending(app->http) == 0 && ingest_backlog(app->ingest) == 0 &&
-                app->processor_stopped && app->dispatcher_stopped && app->scheduler_stopped;
+                app->processor_stopped && app->dispatcher_stopped && app->scheduler_stopped &&
+                app->segments_stopped;
     if (idle) {
         finish_shutdown(app);
         return;
@@ -338,6 +400,11 @@ static void on_scheduler_stopped(void *arg)
     ((app_t *)arg)->scheduler_stopped = true;
 }
 
+static void on_segments_stopped(void *arg)
+{
+    ((app_t *)arg)->segments_stopped = true;
+}
+
 static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -365,6 +432,10 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
         scheduler_stop(app->scheduler, on_scheduler_stopped, app);
     else
         app->scheduler_stopped = true;
+    if (app->segments)
+        segments_stop(app->segments, on_segments_stopped, app);
+    else
+        app->segments_stopped = true;
     app->shutdown_deadline_polls = SHUTDOWN_GRACE_S * 20;
     struct timeval tv = {0, 50000};
     event_add(app->shutdown_poll, &tv);
@@ -430,6 +501,7 @@ static void start_workers(app_t *app)
                                .max_in_flight = app->config.delivery_max_in_flight,
                                .lease_ms = app->config.delivery_lease_ms,
                                .poll_ms = app->config.delivery_poll_ms,
+                               .tzdb = app->tzdb,
                                .tracking_secret = app->tracking_secret,
                                .tracking_secret_len = app->tracking_secret_len};
     app->dispatcher = dispatcher_new(app->base, app->db_dispatcher, app->curl, &dopts);
@@ -437,6 +509,11 @@ static void start_workers(app_t *app)
     app->db_maintenance = db_open(app->base, "maintenance", app->config.db_conninfo);
     app->maintenance = maintenance_new(app->base, app->db_maintenance,
                                        app->config.ingest_retention_ms, 3600 * 1000);
+    app->db_segments = db_open(app->base, "segments", app->config.db_conninfo);
+    segments_opts_t gopts = {.batch_events = 1000, .batch_profiles = 5000, .poll_ms = 1000};
+    app->segments = segments_new(app->base, app->db_segments, &gopts);
+    segments_install(app->segments, app->segment_defs);
+    app->segment_defs = NULL;
 }
 
 static void announce_ready(app_t *app)
@@ -492,9 +569,26 @@ static void check_schema(app_t *app, http_req_t *req)
         on_schema_status(app->db_control, NULL, rc);
 }
 
+static void find_down(const db_t *db, void *arg)
+{
+    const char **down = arg;
+    if (!*down && !db_connected(db))
+        *down = db_name(db);
+}
+
 static void handle_readyz(http_req_t *r, void *arg)
 {
     app_t *app = arg;
+    /* Ready means every connection is up: the ingest one too, so a client
+     * that waited for readiness does not meet a 503 on its first event. */
+    const char *down = NULL;
+    db_foreach(find_down, &down);
+    if (down) {
+        char reason[96];
+        snprintf(reason, sizeof(reason), "database connection '%s' is not up", down);
+        http_reply_json(r, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason", reason));
+        return;
+    }
     if (app->stopping) {
         http_reply_json(
             r, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason", "shutting down"));
@@ -545,10 +639,7 @@ static void handle_metrics(http_req_t *r, void *arg)
 static void handle_reload(http_req_t *r, void *arg)
 {
     app_t *app = arg;
-    char *key = journeys_api_admin_key(r);
-    bool admin = keyring_check(app->keys, KEY_ADMIN, key, NULL);
-    free(key);
-    if (!admin) {
+    if (!journeys_api_has_key(app->keys, KEY_ADMIN, r)) {
         http_reply_error(r, 401, "unauthorized", "unauthorized");
         return;
     }
@@ -611,19 +702,23 @@ static keyring_t *build_keyring(const config_t *c)
 static void app_free(app_t *app)
 {
     curl_loop_free(app->curl);
-    db_t *dbs[] = {app->db_control,     app->db_ingest,    app->db_processor, app->db_dispatcher,
-                   app->db_maintenance, app->db_scheduler, app->db_tracking};
+    db_t *dbs[] = {app->db_control,    app->db_ingest,      app->db_processor,
+                   app->db_dispatcher, app->db_maintenance, app->db_scheduler,
+                   app->db_tracking,   app->db_segments,    app->db_query};
     for (size_t i = 0; i < JD_ARRAY_LEN(dbs); i++)
         if (dbs[i])
             db_close(dbs[i]);
     maintenance_free(app->maintenance);
     scheduler_free(app->scheduler);
+    segments_free(app->segments);
+    free_segments(app->segment_defs);
     dispatcher_free(app->dispatcher);
     processor_free(app->processor);
     tracking_api_free(app->tracking_api);
     OPENSSL_cleanse(app->tracking_secret, sizeof(app->tracking_secret));
     ingest_api_free(app->ingest_api);
     journeys_api_free(app->journeys_api);
+    query_api_free(app->query_api);
     forms_api_free(app->forms_api);
     ingest_free(app->ingest);
     http_server_free(app->http);
@@ -725,6 +820,17 @@ static int cmd_serve(int argc, char **argv)
         goto done;
     }
     log_info("%zu web forms loaded", app.forms->count);
+    app.segment_defs = load_segments(&app, &jd);
+    for (size_t i = 0; i < jd.count; i++)
+        log_error("%s", jd.msgs[i]);
+    diag_free(&jd);
+    if (!app.segment_defs) {
+        log_error("the segments in %s/segments are invalid; not starting", app.config.journeys_dir);
+        free_journeys(first);
+        app.exit_code = 1;
+        goto done;
+    }
+    log_info("%zu segments loaded", app.segment_defs->count);
     app.registry = registry_new();
     app.tzdb = tzdb_new(NULL);
     size_t n_journeys = first->count;
@@ -768,6 +874,10 @@ static int cmd_serve(int argc, char **argv)
     app.journeys_api =
         journeys_api_new(app.db_control, app.keys, app.registry, kick_scheduler, &app);
     journeys_api_register(app.journeys_api, app.http);
+    app.db_query = db_open(app.base, "query", app.config.db_conninfo);
+    app.query_api = query_api_new(app.db_query, app.keys, app.registry);
+    query_api_register(app.query_api, app.http);
+    openapi_register(app.http);
 
     unsigned bound = 0;
     if (!http_server_listen(app.http, app.config.listen_address, app.config.listen_port, &bound)) {
@@ -825,6 +935,8 @@ int main(int argc, char **argv)
         return cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "render"))
         return render_cmd_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "simulate"))
+        return simulate_cmd_main(argc - 1, argv + 1);
     fprintf(stderr, "journeyd: unknown command '%s'\n", cmd);
     return usage(stderr);
 }

@@ -57,11 +57,13 @@ void engine_out_free(engine_out_t *out)
 
 /* ---- conditions ---- */
 
+/* Conditions see the event being handled; after a wait or an assignment
+ * there is none, and `property:` reads the event that started the run. */
 static bool holds(const cond_t *c, engine_ctx_t *ctx, const json_t *event)
 {
     cond_env_t env = ctx->cond;
     env.traits = ctx->traits;
-    env.event = event;
+    env.event = event ? event : ctx->trigger_event;
     env.now_ms = ctx->now_ms;
     return cond_eval(c, &env);
 }
@@ -75,6 +77,14 @@ static bool event_named(const json_t *event, const char *name)
 
 bool engine_triggers(const journey_t *j, const json_t *event, engine_ctx_t *ctx)
 {
+    if (j->trigger.kind == TRIGGER_SEGMENT) {
+        /* Membership changes arrive as events in the log (engine.h). */
+        const char *seg =
+            json_string_value(json_object_get(json_object_get(event, "properties"), "segment"));
+        return event_named(event,
+                           j->trigger.on_leave ? ENGINE_SEGMENT_LEFT : ENGINE_SEGMENT_ENTERED) &&
+               seg && j->trigger.segment && !strcmp(seg, j->trigger.segment);
+    }
     return j->trigger.kind == TRIGGER_EVENT && event_named(event, j->trigger.event) &&
            holds(j->trigger.where, ctx, event);
 }
@@ -459,21 +469,23 @@ bool engine_on_event(const journey_t *j, run_state_t *run, engine_ctx_t *ctx, en
     if (!is_open(run))
         return false;
     const json_t *ev = ctx->event;
-    for (size_t i = 0; i < j->n_exits; i++) {
-        const journey_exit_t *x = &j->exits[i];
-        if (x->event && event_named(ev, x->event) && holds(x->where, ctx, ev)) {
-            char reason[96];
-            snprintf(reason, sizeof(reason), "exit:%s", x->event);
-            finish(run, RUN_EXITED, x->reason ? x->reason : reason);
-            return true;
-        }
-    }
+    /* The goal first: an event that is both the goal and an exit (an order
+     * ends the reminders) still counts as a conversion. */
     bool changed = false;
     if (j->goal_event && !run->converted && event_named(ev, j->goal_event) &&
         holds(j->goal_where, ctx, ev)) {
         run->converted = true;
         push(out, ACTION_CONVERTED, NULL);
         changed = true;
+    }
+    for (size_t i = 0; i < j->n_exits; i++) {
+        const journey_exit_t *x = &j->exits[i];
+        if (x->event && event_named(ev, x->event) && holds(x->where, ctx, ev)) {
+            char reason[96];
+            snprintf(reason, sizeof(reason), "exit:%s", x->event);
+            finish(run, RUN_EXITED, x->reason ? x->reason : reason);
+            return true; /* changed */
+        }
     }
     if (run->status == RUN_WAITING && run->step >= 0 && (size_t)run->step < j->n_steps) {
         const journey_step_t *st = &j->steps[run->step];

@@ -8,6 +8,7 @@
 
 #include "journey_int.h"
 #include "journeyd/timefmt.h"
+#include "journeyd/tz.h"
 #include "journeyd/xmalloc.h"
 
 /* ---- shared helpers ---- */
@@ -141,23 +142,6 @@ static const node_t *key_node(const node_t *map, const char *key)
         if (!strcmp(map->pairs[i].key->str, key))
             return map->pairs[i].key;
     return NULL;
-}
-
-/* The syntax rule of zone names (the same as tzdb_name_valid, which lives in
- * the runtime layer; journeys_load.c checks that the zone exists). */
-static bool zone_name_valid(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > TZ_MAX_NAME || name[0] == '/' || name[n - 1] == '/' || strstr(name, "..") ||
-        strstr(name, "//"))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '+' || c == '-' || c == '/'))
-            return false;
-    }
-    return true;
 }
 
 /* ---- trigger ---- */
@@ -589,7 +573,7 @@ journey_t *journey_parse(const node_t *root, const char *file, const char *sourc
     (void)opt_string(&p, root, "description", "description", JOURNEY_MAX_TEXT, &j->description);
     const node_t *tz = node_get(root, "timezone");
     if (tz && journey_string(&p, tz, "timezone", JOURNEY_MAX_NAME, &j->timezone) &&
-        !zone_name_valid(j->timezone))
+        !tz_name_valid(j->timezone))
         node_error(d, tz,
                    "timezone '%s' is not a time zone name (an IANA name such as "
                    "Europe/London)",

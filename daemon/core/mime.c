@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "journeyd/strbuf.h"
 #include "journeyd/xmalloc.h"
 
 /* Limits on what the caller may hand in: everything comes from templates and
@@ -28,35 +29,6 @@
  * 8 + 60 = 77 columns, so even the first token, which cannot fold, fits. */
 #define MIME_MAX_WORD  60
 #define MIME_MAX_SPACE 8
-
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf_t;
-
-static void buf_add(buf_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = jd_xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(buf_t *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
-static void buf_chr(buf_t *b, char c)
-{
-    buf_add(b, &c, 1);
-}
 
 static void set_err(char *err, size_t err_size, const char *fmt, ...) JD_PRINTF(3, 4);
 static void set_err(char *err, size_t err_size, const char *fmt, ...)
@@ -157,16 +129,16 @@ static bool is_ascii(const char *s)
  * section 2.2.3 allows: unfolding removes the CRLF and keeps the whitespace. */
 
 typedef struct hdr {
-    buf_t *b;
+    strbuf_t *b;
     size_t col;   /* columns on the current line */
     size_t start; /* columns taken by "Name:" */
 } hdr_t;
 
-static void hdr_begin(hdr_t *h, buf_t *b, const char *name)
+static void hdr_begin(hdr_t *h, strbuf_t *b, const char *name)
 {
     h->b = b;
-    buf_str(b, name);
-    buf_str(b, ":");
+    strbuf_str(b, name);
+    strbuf_str(b, ":");
     h->col = h->start = strlen(name) + 1;
 }
 
@@ -177,16 +149,16 @@ static void hdr_token(hdr_t *h, const char *tok, size_t n)
 {
     bool ws = n > 0 && (tok[0] == ' ' || tok[0] == '\t');
     if (ws && h->col + n > MIME_FOLD_COLS && h->col > h->start) {
-        buf_str(h->b, "\r\n");
+        strbuf_str(h->b, "\r\n");
         h->col = 0;
     }
-    buf_add(h->b, tok, n);
+    strbuf_add(h->b, tok, n);
     h->col += n;
 }
 
 static void hdr_end(hdr_t *h)
 {
-    buf_str(h->b, "\r\n");
+    strbuf_str(h->b, "\r\n");
 }
 
 /* Adds encoded-words (RFC 2047 "B", UTF-8) for s, each holding whole
@@ -248,8 +220,8 @@ static void hdr_unstructured(hdr_t *h, const char *s)
         return;
     }
     /* First token carries the separating space after the colon. */
-    buf_t tok = {0};
-    buf_chr(&tok, ' ');
+    strbuf_t tok = {0};
+    strbuf_chr(&tok, ' ');
     const char *p = s;
     while (*p) {
         /* a token: its leading whitespace, then the word */
@@ -258,7 +230,7 @@ static void hdr_unstructured(hdr_t *h, const char *s)
             p++;
         while (*p && *p != ' ' && *p != '\t')
             p++;
-        buf_add(&tok, start, (size_t)(p - start));
+        strbuf_add(&tok, start, (size_t)(p - start));
         hdr_token(h, tok.p, tok.len);
         tok.len = 0;
     }
@@ -341,16 +313,16 @@ static bool split_mailbox(const char *in, char **name, char **addr)
     const char *d = s;
     size_t dl = (size_t)(lt - s);
     trim(&d, &dl);
-    buf_t nb = {0};
-    buf_add(&nb, "", 0);
+    strbuf_t nb = {0};
+    strbuf_add(&nb, "", 0);
     if (dl >= 2 && d[0] == '"' && d[dl - 1] == '"') {
         for (size_t i = 1; i + 1 < dl; i++) {
             if (d[i] == '\\' && i + 2 < dl)
                 i++;
-            buf_chr(&nb, d[i]);
+            strbuf_chr(&nb, d[i]);
         }
     } else {
-        buf_add(&nb, d, dl);
+        strbuf_add(&nb, d, dl);
     }
     *name = nb.p;
     *addr = jd_xstrndup(a, al);
@@ -394,7 +366,7 @@ static size_t quoted_len(const char *s)
 }
 
 /* Writes a From/To header for "Name <a@b>" or "a@b". */
-static bool hdr_mailbox(buf_t *b, const char *hname, const char *in, char *err, size_t err_size)
+static bool hdr_mailbox(strbuf_t *b, const char *hname, const char *in, char *err, size_t err_size)
 {
     if (!in) {
         set_err(err, err_size, "%s is missing", hname);
@@ -415,9 +387,9 @@ static bool hdr_mailbox(buf_t *b, const char *hname, const char *in, char *err, 
     hdr_t h;
     hdr_begin(&h, b, hname);
     if (*name == '\0') {
-        buf_t t = {0};
-        buf_chr(&t, ' ');
-        buf_str(&t, addr);
+        strbuf_t t = {0};
+        strbuf_chr(&t, ' ');
+        strbuf_str(&t, addr);
         hdr_token(&h, t.p, t.len);
         free(t.p);
     } else {
@@ -428,21 +400,21 @@ static bool hdr_mailbox(buf_t *b, const char *hname, const char *in, char *err, 
         } else if (is_atext_phrase(name)) {
             hdr_unstructured(&h, name);
         } else {
-            buf_t q = {0};
-            buf_str(&q, " \"");
+            strbuf_t q = {0};
+            strbuf_str(&q, " \"");
             for (const char *p = name; *p; p++) {
                 if (*p == '"' || *p == '\\')
-                    buf_chr(&q, '\\');
-                buf_chr(&q, *p);
+                    strbuf_chr(&q, '\\');
+                strbuf_chr(&q, *p);
             }
-            buf_chr(&q, '"');
+            strbuf_chr(&q, '"');
             hdr_token(&h, q.p, q.len);
             free(q.p);
         }
-        buf_t t = {0};
-        buf_str(&t, " <");
-        buf_str(&t, addr);
-        buf_chr(&t, '>');
+        strbuf_t t = {0};
+        strbuf_str(&t, " <");
+        strbuf_str(&t, addr);
+        strbuf_chr(&t, '>');
         hdr_token(&h, t.p, t.len);
         free(t.p);
     }
@@ -494,7 +466,7 @@ static bool format_date(int64_t ms, char *out, size_t size)
 /* RFC 2045 section 6.7: line breaks in the input (LF or CRLF) become CRLF;
  * lines are at most 76 columns, with soft breaks; whitespace before a line end
  * is encoded. A lone CR is encoded as =0D. */
-static void qp_encode(buf_t *b, const char *s, size_t len)
+static void qp_encode(strbuf_t *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t col = 0;
@@ -503,7 +475,7 @@ static void qp_encode(buf_t *b, const char *s, size_t len)
         if (c == '\n' || (c == '\r' && i + 1 < len && s[i + 1] == '\n')) {
             if (c == '\r')
                 i++;
-            buf_str(b, "\r\n");
+            strbuf_str(b, "\r\n");
             col = 0;
             continue;
         }
@@ -522,10 +494,10 @@ static void qp_encode(buf_t *b, const char *s, size_t len)
         }
         /* keep one column for the soft break's "=" */
         if (col + rl > MIME_QP_COLS - 1) {
-            buf_str(b, "=\r\n");
+            strbuf_str(b, "=\r\n");
             col = 0;
         }
-        buf_add(b, rep, rl);
+        strbuf_add(b, rep, rl);
         col += rl;
     }
 }
@@ -593,17 +565,17 @@ static void make_boundary(const char *message_id, char *out, size_t size)
     snprintf(out, size, "=_jd_%s", h);
 }
 
-static void add_part_headers(buf_t *b, const char *type)
+static void add_part_headers(strbuf_t *b, const char *type)
 {
-    buf_str(b, "Content-Type: ");
-    buf_str(b, type);
-    buf_str(b, "; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n");
+    strbuf_str(b, "Content-Type: ");
+    strbuf_str(b, type);
+    strbuf_str(b, "; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n");
 }
 
 bool mime_build(const mime_message_t *m, char **out, size_t *len, char *err, size_t err_size)
 {
-    buf_t b = {0};
-    buf_t text = {0}, html = {0};
+    strbuf_t b = {0};
+    strbuf_t text = {0}, html = {0};
     *out = NULL;
     *len = 0;
     char date[64];
@@ -656,34 +628,34 @@ bool mime_build(const mime_message_t *m, char **out, size_t *len, char *err, siz
     hdr_unstructured(&h, m->subject);
     hdr_end(&h);
 
-    buf_str(&b, "Date: ");
-    buf_str(&b, date);
-    buf_str(&b, "\r\nMessage-ID: <");
-    buf_str(&b, m->message_id);
-    buf_str(&b, ">\r\nMIME-Version: 1.0\r\n");
+    strbuf_str(&b, "Date: ");
+    strbuf_str(&b, date);
+    strbuf_str(&b, "\r\nMessage-ID: <");
+    strbuf_str(&b, m->message_id);
+    strbuf_str(&b, ">\r\nMIME-Version: 1.0\r\n");
 
     if (m->unsubscribe_url || m->unsubscribe_mailto) {
         hdr_begin(&h, &b, "List-Unsubscribe");
-        buf_t t = {0};
+        strbuf_t t = {0};
         if (m->unsubscribe_url) {
-            buf_str(&t, " <");
-            buf_str(&t, m->unsubscribe_url);
-            buf_str(&t, m->unsubscribe_mailto ? ">," : ">");
+            strbuf_str(&t, " <");
+            strbuf_str(&t, m->unsubscribe_url);
+            strbuf_str(&t, m->unsubscribe_mailto ? ">," : ">");
             hdr_token(&h, t.p, t.len);
             t.len = 0;
         }
         if (m->unsubscribe_mailto) {
-            buf_str(&t, " <");
+            strbuf_str(&t, " <");
             if (strncmp(m->unsubscribe_mailto, "mailto:", 7) != 0)
-                buf_str(&t, "mailto:");
-            buf_str(&t, m->unsubscribe_mailto);
-            buf_str(&t, ">");
+                strbuf_str(&t, "mailto:");
+            strbuf_str(&t, m->unsubscribe_mailto);
+            strbuf_str(&t, ">");
             hdr_token(&h, t.p, t.len);
         }
         free(t.p);
         hdr_end(&h);
         if (m->unsubscribe_url)
-            buf_str(&b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
+            strbuf_str(&b, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
     }
 
     if (m->text)
@@ -700,31 +672,31 @@ bool mime_build(const mime_message_t *m, char **out, size_t *len, char *err, siz
             set_err(err, err_size, "MIME boundary occurs in a body");
             goto fail;
         }
-        buf_str(&b, "Content-Type: multipart/alternative;\r\n boundary=\"");
-        buf_str(&b, boundary);
-        buf_str(&b, "\"\r\n\r\n");
-        buf_str(&b, "--");
-        buf_str(&b, boundary);
-        buf_str(&b, "\r\n");
+        strbuf_str(&b, "Content-Type: multipart/alternative;\r\n boundary=\"");
+        strbuf_str(&b, boundary);
+        strbuf_str(&b, "\"\r\n\r\n");
+        strbuf_str(&b, "--");
+        strbuf_str(&b, boundary);
+        strbuf_str(&b, "\r\n");
         add_part_headers(&b, "text/plain");
-        buf_str(&b, "\r\n");
-        buf_add(&b, text.p ? text.p : "", text.len);
-        buf_str(&b, "\r\n--");
-        buf_str(&b, boundary);
-        buf_str(&b, "\r\n");
+        strbuf_str(&b, "\r\n");
+        strbuf_add(&b, text.p ? text.p : "", text.len);
+        strbuf_str(&b, "\r\n--");
+        strbuf_str(&b, boundary);
+        strbuf_str(&b, "\r\n");
         add_part_headers(&b, "text/html");
-        buf_str(&b, "\r\n");
-        buf_add(&b, html.p ? html.p : "", html.len);
-        buf_str(&b, "\r\n--");
-        buf_str(&b, boundary);
-        buf_str(&b, "--\r\n");
+        strbuf_str(&b, "\r\n");
+        strbuf_add(&b, html.p ? html.p : "", html.len);
+        strbuf_str(&b, "\r\n--");
+        strbuf_str(&b, boundary);
+        strbuf_str(&b, "--\r\n");
     } else {
-        buf_t *body = m->text ? &text : &html;
+        strbuf_t *body = m->text ? &text : &html;
         add_part_headers(&b, m->text ? "text/plain" : "text/html");
-        buf_str(&b, "\r\n");
-        buf_add(&b, body->p ? body->p : "", body->len);
+        strbuf_str(&b, "\r\n");
+        strbuf_add(&b, body->p ? body->p : "", body->len);
         if (body->len < 2 || memcmp(body->p + body->len - 2, "\r\n", 2) != 0)
-            buf_str(&b, "\r\n");
+            strbuf_str(&b, "\r\n");
     }
 
     free(text.p);

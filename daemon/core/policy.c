@@ -96,6 +96,63 @@ int64_t policy_quiet_until(int64_t now_ms, int offset_min, int start_min, int en
     return end_local - (int64_t)offset_min * MINUTE_MS;
 }
 
+/* The instant a DST gap that contains skipped_s began: the first instant
+ * after which the offset in force at skipped_s applies (within a day). */
+static int64_t gap_start(const tz_t *tz, int64_t skipped_s)
+{
+    int32_t after = tz_offset_at(tz, skipped_s);
+    int64_t lo = skipped_s - 86400, hi = skipped_s; /* offset(lo) != after, offset(hi) == after */
+    if (tz_offset_at(tz, lo) == after)
+        return skipped_s;
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (tz_offset_at(tz, mid) == after)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi;
+}
+
+int64_t policy_quiet_until_tz(int64_t now_ms, const tz_t *tz, int start_min, int end_min)
+{
+    if (start_min < 0 || end_min < 0 || start_min >= DAY_MIN || end_min >= DAY_MIN ||
+        start_min == end_min)
+        return 0;
+    if (!tz)
+        tz = tz_utc();
+    int64_t now_s = floor_div(now_ms, 1000);
+    struct local_time lt;
+    tz_to_local(tz, now_s, &lt);
+    int into = lt.hour * 60 + lt.min;
+    bool tomorrow;
+    if (start_min < end_min) { /* 13:00 to 14:00, within one day */
+        if (into < start_min || into >= end_min)
+            return 0;
+        tomorrow = false;
+    } else if (into >= start_min) { /* 21:00 to 08:00, evening part: ends tomorrow */
+        tomorrow = true;
+    } else if (into < end_min) { /* morning part: ends today */
+        tomorrow = false;
+    } else {
+        return 0;
+    }
+    struct local_time want = {.year = lt.year,
+                              .mon = lt.mon,
+                              .day = lt.day + (tomorrow ? 1 : 0),
+                              .hour = end_min / 60,
+                              .min = end_min % 60};
+    enum tz_local_kind kind;
+    int64_t end_s = tz_from_local(tz, &want, TZ_EARLIER, &kind);
+    if (kind == TZ_LOCAL_GAP)
+        end_s = gap_start(tz, end_s);
+    else if (kind == TZ_LOCAL_OVERLAP && end_s <= now_s)
+        end_s = tz_from_local(tz, &want, TZ_LATER, NULL);
+    if (end_s * 1000 <= now_ms)
+        return 0;
+    return end_s * 1000;
+}
+
 policy_decision_t policy_decide(const policy_rules_t *rules, const policy_facts_t *f,
                                 int64_t now_ms)
 {
@@ -118,12 +175,17 @@ policy_decision_t policy_decide(const policy_rules_t *rules, const policy_facts_
         return d;
     }
     if (rules->quiet_start_min >= 0) {
-        int offset = rules->default_tz_min;
+        int qs = rules->quiet_start_min, qe = rules->quiet_end_min;
         int parsed;
-        if (f->timezone && policy_parse_offset(f->timezone, &parsed))
-            offset = parsed;
-        int64_t until =
-            policy_quiet_until(now_ms, offset, rules->quiet_start_min, rules->quiet_end_min);
+        int64_t until;
+        if (f->tz)
+            until = policy_quiet_until_tz(now_ms, f->tz, qs, qe);
+        else if (f->timezone && policy_parse_offset(f->timezone, &parsed))
+            until = policy_quiet_until(now_ms, parsed, qs, qe);
+        else if (rules->default_tz)
+            until = policy_quiet_until_tz(now_ms, rules->default_tz, qs, qe);
+        else
+            until = policy_quiet_until(now_ms, rules->default_tz_min, qs, qe);
         if (until > 0) {
             d.verdict = POLICY_DEFER;
             d.reason = POLICY_REASON_QUIET_HOURS;

@@ -5,47 +5,24 @@
 #include <string.h>
 #include <strings.h>
 
+#include "journeyd/strbuf.h"
 #include "journeyd/xmalloc.h"
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf_t;
-
-static void buf_add(buf_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = jd_xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(buf_t *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
 /* An attribute value in double quotes. */
-static void buf_attr(buf_t *b, const char *s)
+static void buf_attr(strbuf_t *b, const char *s)
 {
-    buf_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
     for (; *s; s++) {
         if (*s == '&')
-            buf_str(b, "&amp;");
+            strbuf_str(b, "&amp;");
         else if (*s == '"')
-            buf_str(b, "&quot;");
+            strbuf_str(b, "&quot;");
         else if (*s == '<')
-            buf_str(b, "&lt;");
+            strbuf_str(b, "&lt;");
         else
-            buf_add(b, s, 1);
+            strbuf_add(b, s, 1);
     }
-    buf_add(b, "\"", 1);
+    strbuf_add(b, "\"", 1);
 }
 
 static bool is_space(char c)
@@ -135,7 +112,7 @@ static bool is_http_url(const char *u)
 }
 
 typedef struct rewriter {
-    buf_t out;
+    strbuf_t out;
     track_link_fn link;
     void *ctx;
     unsigned links;
@@ -152,14 +129,14 @@ static const char *copy_tag(rewriter_t *rw, const char *p)
     bool linky = (name_len == 1 && (name[0] == 'a' || name[0] == 'A')) ||
                  (name_len == 4 && !strncasecmp(name, "area", 4));
     const char *q = name + name_len;
-    buf_add(&rw->out, p, (size_t)(q - p));
+    strbuf_add(&rw->out, p, (size_t)(q - p));
     while (*q && *q != '>') {
         if (!is_space(*q) && *q != '/') {
             const char *attr = q;
             while (!is_name_end(*q) && *q != '"' && *q != '\'')
                 q++;
             if (q == attr) { /* a stray quote or '=': copy it */
-                buf_add(&rw->out, q, 1);
+                strbuf_add(&rw->out, q, 1);
                 q++;
                 continue;
             }
@@ -168,7 +145,7 @@ static const char *copy_tag(rewriter_t *rw, const char *p)
             while (is_space(*q))
                 q++;
             if (*q != '=') {
-                buf_add(&rw->out, attr, (size_t)(after_name - attr));
+                strbuf_add(&rw->out, attr, (size_t)(after_name - attr));
                 q = after_name;
                 continue;
             }
@@ -181,7 +158,7 @@ static const char *copy_tag(rewriter_t *rw, const char *p)
                 val = q + 1;
                 val_end = strchr(val, quote);
                 if (!val_end) { /* unterminated: copy the rest as it is */
-                    buf_str(&rw->out, attr);
+                    strbuf_str(&rw->out, attr);
                     return attr + strlen(attr);
                 }
                 end = val_end + 1;
@@ -201,21 +178,21 @@ static const char *copy_tag(rewriter_t *rw, const char *p)
             }
             if (tracked) {
                 rw->links++;
-                buf_add(&rw->out, attr, attr_len);
-                buf_add(&rw->out, "=", 1);
+                strbuf_add(&rw->out, attr, attr_len);
+                strbuf_add(&rw->out, "=", 1);
                 buf_attr(&rw->out, tracked);
                 free(tracked);
             } else {
-                buf_add(&rw->out, attr, (size_t)(end - attr));
+                strbuf_add(&rw->out, attr, (size_t)(end - attr));
             }
             q = end;
             continue;
         }
-        buf_add(&rw->out, q, 1);
+        strbuf_add(&rw->out, q, 1);
         q++;
     }
     if (*q == '>') {
-        buf_add(&rw->out, ">", 1);
+        strbuf_add(&rw->out, ">", 1);
         q++;
     }
     return q;
@@ -233,43 +210,43 @@ static const char *find_body_end(const char *s, size_t len)
 char *track_html_rewrite(const char *html, track_link_fn link, void *ctx, const char *pixel_url)
 {
     rewriter_t rw = {.link = link, .ctx = ctx};
-    buf_add(&rw.out, "", 0);
+    strbuf_add(&rw.out, "", 0);
     const char *p = html ? html : "";
     while (*p) {
         const char *lt = strchr(p, '<');
         if (!lt) {
-            buf_str(&rw.out, p);
+            strbuf_str(&rw.out, p);
             break;
         }
-        buf_add(&rw.out, p, (size_t)(lt - p));
+        strbuf_add(&rw.out, p, (size_t)(lt - p));
         if (!strncmp(lt, "<!--", 4)) {
             const char *end = strstr(lt + 4, "-->");
             const char *stop = end ? end + 3 : lt + strlen(lt);
-            buf_add(&rw.out, lt, (size_t)(stop - lt));
+            strbuf_add(&rw.out, lt, (size_t)(stop - lt));
             p = stop;
         } else if ((lt[1] >= 'a' && lt[1] <= 'z') || (lt[1] >= 'A' && lt[1] <= 'Z')) {
             p = copy_tag(&rw, lt);
         } else {
-            buf_add(&rw.out, lt, 1);
+            strbuf_add(&rw.out, lt, 1);
             p = lt + 1;
         }
     }
     if (pixel_url) {
-        buf_t img = {0};
-        buf_str(&img, "<img src=");
+        strbuf_t img = {0};
+        strbuf_str(&img, "<img src=");
         buf_attr(&img, pixel_url);
-        buf_str(&img, " width=\"1\" height=\"1\" alt=\"\" style=\"border:0\">");
+        strbuf_str(&img, " width=\"1\" height=\"1\" alt=\"\" style=\"border:0\">");
         const char *at = find_body_end(rw.out.p, rw.out.len);
         if (at) {
             size_t pos = (size_t)(at - rw.out.p);
-            buf_t joined = {0};
-            buf_add(&joined, rw.out.p, pos);
-            buf_add(&joined, img.p, img.len);
-            buf_add(&joined, rw.out.p + pos, rw.out.len - pos);
+            strbuf_t joined = {0};
+            strbuf_add(&joined, rw.out.p, pos);
+            strbuf_add(&joined, img.p, img.len);
+            strbuf_add(&joined, rw.out.p + pos, rw.out.len - pos);
             free(rw.out.p);
             rw.out = joined;
         } else {
-            buf_add(&rw.out, img.p, img.len);
+            strbuf_add(&rw.out, img.p, img.len);
         }
         free(img.p);
     }

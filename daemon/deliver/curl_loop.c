@@ -12,8 +12,7 @@
 #include "journeyd/xmalloc.h"
 #include "transfer.h"
 
-#define LOOP_MAX_CONNECTS      64
-#define LOOP_MAX_HOST_CONNECTS 8
+#define LOOP_MAX_CONNECTS 64
 
 typedef struct sock {
     curl_loop_t *loop;
@@ -296,7 +295,7 @@ curl_loop_t *curl_loop_new(struct event_base *base)
     curl_multi_setopt(loop->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
     curl_multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop);
     curl_multi_setopt(loop->multi, CURLMOPT_MAXCONNECTS, (long)LOOP_MAX_CONNECTS);
-    curl_multi_setopt(loop->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)LOOP_MAX_HOST_CONNECTS);
+    curl_multi_setopt(loop->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)DELIVER_HOST_CONNECTIONS);
     return loop;
 }
 

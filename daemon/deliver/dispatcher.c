@@ -18,22 +18,32 @@
 #include "journeyd/token.h"
 #include "journeyd/track_html.h"
 #include "journeyd/xmalloc.h"
+#include "transfer.h"
 
-/* Claims due rows, per connector at most its share ($4 names, $5 limits),
- * at most $3 in all, and returns with each row what the contact policy
- * needs. The subqueries of RETURNING see the table as it was before this
- * statement, so rows claimed together do not count each other (the caller
- * counts those). */
-static const char CLAIM_SQL[] =
+/* Claims due rows, at most $3 in all, and returns with each row what the
+ * contact policy needs. The statement is put together per claim: one branch
+ * per connector with room ($5 names it, $6 is its share), so that the
+ * planner sees the connector's name and walks the (connector,
+ * next_attempt_at) index instead of every due row of every connector. The
+ * subqueries of RETURNING see the table as it was before this statement, so
+ * rows claimed together do not count each other (the caller counts those). */
+static const char CLAIM_HEAD[] =
     "UPDATE outbox o SET status = 'sending', attempt = o.attempt + 1, lease_owner = $1,"
     " lease_until = now() + $2::bigint * interval '1 millisecond', updated_at = now()"
-    " WHERE o.id IN (SELECT x.id FROM unnest($4::text[], $5::int[]) AS e(name, lim)"
-    "  CROSS JOIN LATERAL (SELECT id, next_attempt_at FROM outbox"
-    "   WHERE connector = e.name AND ((status IN ('queued', 'retrying') AND next_attempt_at <= "
-    "now())"
-    "     OR (status = 'sending' AND lease_until < now()))"
-    "   ORDER BY next_attempt_at, id LIMIT e.lim FOR UPDATE SKIP LOCKED) x"
-    "  ORDER BY x.next_attempt_at, x.id LIMIT $3)"
+    " WHERE o.id = ANY(ARRAY(SELECT c.id FROM (";
+/* One connector's branch; %d and %d are its name's and share's parameters. */
+static const char CLAIM_BRANCH[] =
+    "SELECT * FROM (SELECT * FROM ("
+    "SELECT * FROM (SELECT id, next_attempt_at FROM outbox WHERE connector = $%d"
+    " AND status IN ('queued', 'retrying') AND next_attempt_at <= now()"
+    " ORDER BY next_attempt_at LIMIT $%d::int FOR UPDATE SKIP LOCKED) q"
+    " UNION ALL "
+    "SELECT * FROM (SELECT id, next_attempt_at FROM outbox WHERE connector = $%d"
+    " AND status = 'sending' AND lease_until < now()"
+    " ORDER BY lease_until LIMIT $%d::int FOR UPDATE SKIP LOCKED) l) ql"
+    " ORDER BY next_attempt_at, id LIMIT $%d::int) b%d";
+static const char CLAIM_TAIL[] =
+    ") c ORDER BY c.next_attempt_at, c.id LIMIT $3::int))"
     " RETURNING o.id, o.attempt, o.kind, o.connector, o.payload::text, o.message_id,"
     " o.profile_id,"
     " (SELECT s.reason FROM suppressions s WHERE o.kind = 'email'"
@@ -44,9 +54,9 @@ static const char CLAIM_SQL[] =
     "   AND sb.topic IN ('*', o.payload ->> 'topic') ORDER BY sb.updated_at DESC LIMIT 1),"
     " coalesce((SELECT es.disabled FROM endpoint_state es WHERE es.connector = o.connector), "
     "false),"
-    " CASE WHEN o.kind = 'email' AND $6::bigint > 0 THEN (SELECT count(*) FROM outbox r"
+    " CASE WHEN o.kind = 'email' AND $4::bigint > 0 THEN (SELECT count(*) FROM outbox r"
     "   WHERE r.profile_id = o.profile_id AND r.kind = 'email' AND r.id <> o.id"
-    "   AND ((r.status = 'sent' AND r.sent_at > now() - $6::bigint * interval '1 millisecond')"
+    "   AND ((r.status = 'sent' AND r.sent_at > now() - $4::bigint * interval '1 millisecond')"
     "     OR r.status = 'sending')) ELSE 0 END,"
     " (SELECT p.traits ->> 'timezone' FROM profiles p WHERE o.kind = 'email'"
     "   AND p.id = journeyd_profile_root(o.profile_id))";
@@ -67,26 +77,44 @@ enum {
     COL_COUNT
 };
 
-/* Records one attempt's outcome if this process still holds the attempt, and
- * in the same statement suppresses a hard-bounced address ($8) or disables a
- * connector whose endpoint is gone ($9). $10 is 1 when no send happened
- * (policy decisions): the claim's attempt is given back. */
+/* Records the outcomes of many attempts in one statement ($2: a JSON array
+ * of {id, attempt, status, code, reason, delay_ms, give_back, bounce,
+ * disable}), each only if this process ($1) still holds that attempt
+ * (fencing per row). In the same statement it suppresses hard-bounced
+ * addresses and disables connectors whose endpoint is gone. give_back is 1
+ * when no send happened (policy decisions): the claim's attempt is given
+ * back. Returns the ids it recorded. */
 static const char RECORD_SQL[] =
-    "WITH u AS (UPDATE outbox SET status = $3, last_code = $4::int, last_reason = $5,"
-    "  attempt = attempt - $10::int,"
-    "  sent_at = CASE WHEN $3 = 'sent' THEN now() ELSE sent_at END,"
-    "  next_attempt_at = now() + $6::bigint * interval '1 millisecond',"
+    "WITH v AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS v(id bigint, attempt int,"
+    "  status text, code int, reason text, delay_ms bigint, give_back int, bounce text,"
+    "  disable text)),"
+    " u AS (UPDATE outbox o SET status = v.status, last_code = v.code, last_reason = v.reason,"
+    "  attempt = o.attempt - v.give_back,"
+    "  sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE o.sent_at END,"
+    "  next_attempt_at = now() + v.delay_ms * interval '1 millisecond',"
     "  lease_owner = NULL, lease_until = NULL, updated_at = now()"
-    "  WHERE id = $1::bigint AND attempt = $2::int AND status = 'sending' AND lease_owner = $7"
-    "  RETURNING id),"
+    "  FROM v WHERE o.id = v.id AND o.attempt = v.attempt AND o.status = 'sending'"
+    "  AND o.lease_owner = $1"
+    "  RETURNING o.id, v.reason, v.bounce, v.disable),"
     " b AS (INSERT INTO suppressions (address, reason, detail)"
-    "  SELECT $8, 'bounced', $5 FROM u WHERE $8::text IS NOT NULL"
+    "  SELECT DISTINCT ON (bounce) bounce, 'bounced', reason FROM u WHERE bounce IS NOT NULL"
     "  ON CONFLICT (address) DO NOTHING RETURNING 1),"
     " g AS (INSERT INTO endpoint_state (connector, disabled, reason, disabled_at)"
-    "  SELECT $9, true, $5, now() FROM u WHERE $9::text IS NOT NULL"
+    "  SELECT DISTINCT ON (disable) disable, true, reason, now() FROM u"
+    "  WHERE disable IS NOT NULL"
     "  ON CONFLICT (connector) DO UPDATE SET disabled = true, reason = EXCLUDED.reason,"
     "  disabled_at = now(), updated_at = now() RETURNING 1)"
-    " SELECT count(*) FROM u";
+    " SELECT id FROM u";
+
+/* Rows claimed by one statement at most: smaller claims let sending, claiming
+ * and recording overlap. */
+#define CLAIM_BATCH_MAX 256
+/* While a connector has sends under way, it is claimed for only once this
+ * many (or half its limit) are free. */
+#define CLAIM_MIN_BATCH 32
+
+/* Outcomes recorded by one statement at most. */
+#define RECORD_BATCH_MAX 1000
 
 /* While a connector's circuit is open its queued messages wait. */
 static const char PUSH_SQL[] = "UPDATE outbox SET next_attempt_at = greatest(next_attempt_at,"
@@ -109,6 +137,8 @@ typedef enum breaker_state {
     BREAKER_HALF_OPEN, /* one probe at a time; its result closes or reopens */
 } breaker_state_t;
 
+typedef struct send send_t;
+
 /* One configured connector as the dispatcher sees it. */
 typedef struct endpoint {
     const config_connector_t *c;
@@ -116,6 +146,7 @@ typedef struct endpoint {
     unsigned failures;  /* consecutive transport failures */
     breaker_state_t breaker;
     int64_t open_until_ms; /* BREAKER_OPEN: wall clock end of the cool-down */
+    double service_ms;     /* moving average of one send's time on its connection; 0: none */
 } endpoint_t;
 
 struct dispatcher {
@@ -129,21 +160,26 @@ struct dispatcher {
     size_t n_eps;
     char *all_names; /* "{a,b}": every configured connector, for the sweep */
     policy_rules_t rules;
+    tzdb_t *tzdb;
+    tzdb_t *own_tzdb; /* opened here when the caller gave none */
     unsigned char *secret;
     size_t secret_len;
-    unsigned in_flight; /* messages claimed and not yet recorded */
-    unsigned queries;   /* other queries in flight (push, sweep) */
-    bool claiming;      /* a claim query is in flight */
+    unsigned in_flight;              /* messages claimed and not yet recorded */
+    unsigned queries;                /* other queries in flight (push, sweep) */
+    bool claiming;                   /* a claim query is in flight */
+    send_t *pending, **pending_tail; /* outcomes waiting to be recorded */
+    size_t n_pending;
+    send_t *recording; /* outcomes of the record statement in flight; NULL: none */
     bool kicked;
     bool stopping;
     void (*stopped_cb)(void *);
     void *stopped_arg;
-    struct event *poll, *wake;
+    struct event *poll, *wake, *flush;
     int64_t wake_at_us; /* when the wake timer fires; 0: not armed */
     metric_t *m_outcomes, *m_send_seconds, *m_in_flight, *m_policy, *m_breaker;
 };
 
-typedef struct send {
+struct send {
     dispatcher_t *d;
     endpoint_t *ep;
     char id[24];
@@ -155,7 +191,16 @@ typedef struct send {
     char *connector;
     char *rcpt; /* email: the bare, lower-case recipient (for a hard bounce) */
     int64_t start_us;
-} send_t;
+    /* The outcome, waiting in d->pending to be recorded. */
+    const char *rec_status; /* a static string */
+    char *rec_reason;
+    int rec_code;
+    int64_t rec_delay_ms;
+    bool rec_bounce;    /* suppress rcpt as bounced */
+    bool rec_disable;   /* disable the connector (410) */
+    bool rec_give_back; /* no send happened */
+    send_t *next;       /* d->pending, then the batch being recorded */
+};
 
 static void breaker_set(dispatcher_t *d, endpoint_t *ep, breaker_state_t st);
 
@@ -172,6 +217,7 @@ static void send_free(send_t *s)
 {
     free(s->connector);
     free(s->rcpt);
+    free(s->rec_reason);
     free(s);
 }
 
@@ -201,24 +247,93 @@ static void wake_in(dispatcher_t *d, int64_t delay_ms)
     event_add(d->wake, &tv);
 }
 
+static void flush_records(dispatcher_t *d);
+
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void on_recorded(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
-    send_t *s = arg;
-    dispatcher_t *d = s->d;
-    if (!db_ok(res))
-        log_error("dispatcher: recording message %s failed: %s (its lease will expire and it "
-                  "will be sent again with the same id)",
-                  s->id, db_error(res));
-    else if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "1") != 0)
-        log_warn("dispatcher: message %s attempt %s was taken over by another process; its "
-                 "outcome is not recorded here",
-                 s->id, s->attempt);
-    d->in_flight--;
+    dispatcher_t *d = arg;
+    send_t *batch = d->recording;
+    d->recording = NULL;
+    size_t n = 0;
+    for (send_t *s = batch; s; s = s->next)
+        n++;
+    int rows = db_ok(res) ? PQntuples(res) : 0;
+    if (!db_ok(res)) {
+        log_error("dispatcher: recording %zu outcome(s) failed: %s (their leases will expire "
+                  "and they will be sent again with the same ids)",
+                  n, res ? db_error(res) : "connection lost");
+    } else if ((size_t)rows != n) {
+        /* Some attempts were taken over by another process (lease expired). */
+        int64_t *ids = jd_xcalloc((size_t)rows + 1, sizeof(int64_t));
+        for (int i = 0; i < rows; i++)
+            ids[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        qsort(ids, (size_t)rows, sizeof(int64_t), cmp_id);
+        for (send_t *s = batch; s; s = s->next)
+            if (!bsearch(&s->outbox_id, ids, (size_t)rows, sizeof(int64_t), cmp_id))
+                log_warn("dispatcher: message %s attempt %s was taken over by another process; "
+                         "its outcome is not recorded here",
+                         s->id, s->attempt);
+        free(ids);
+    }
+    while (batch) {
+        send_t *s = batch;
+        batch = s->next;
+        send_free(s);
+    }
+    d->in_flight -= (unsigned)n;
     metric_set(d->m_in_flight, NULL, d->in_flight);
-    send_free(s);
+    flush_records(d);
     maybe_stopped(d);
     dispatcher_kick(d);
+}
+
+/* Sends the outcomes waiting in d->pending as one statement, unless one is
+ * already in flight (its callback flushes what gathered meanwhile: a group
+ * commit). */
+static void flush_records(dispatcher_t *d)
+{
+    if (d->recording || !d->pending)
+        return;
+    json_t *arr = json_array();
+    send_t *batch = NULL, **tail = &batch;
+    for (size_t i = 0; i < RECORD_BATCH_MAX && d->pending; i++) {
+        send_t *s = d->pending;
+        d->pending = s->next;
+        d->n_pending--;
+        s->next = NULL;
+        *tail = s;
+        tail = &s->next;
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_integer(s->outbox_id));
+        json_object_set_new(o, "attempt", json_integer((json_int_t)s->attempt_no));
+        json_object_set_new(o, "status", json_string(s->rec_status));
+        json_object_set_new(o, "code", s->rec_code ? json_integer(s->rec_code) : json_null());
+        /* reasons come from receivers: keep only valid UTF-8 */
+        json_t *reason = json_string(s->rec_reason);
+        json_object_set_new(o, "reason", reason ? reason : json_string("(reason not UTF-8)"));
+        json_object_set_new(o, "delay_ms", json_integer(s->rec_delay_ms));
+        json_object_set_new(o, "give_back", json_integer(s->rec_give_back ? 1 : 0));
+        json_object_set_new(o, "bounce",
+                            s->rec_bounce && s->rcpt ? json_string(s->rcpt) : json_null());
+        json_object_set_new(o, "disable", s->rec_disable ? json_string(s->connector) : json_null());
+        json_array_append_new(arr, o);
+    }
+    if (!d->pending)
+        d->pending_tail = &d->pending;
+    char *text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    d->recording = batch;
+    const char *params[] = {d->owner, text ? text : "[]"};
+    if (!db_query(d->db, RECORD_SQL, 2, params, on_recorded, d))
+        on_recorded(d->db, NULL, d);
+    free(text);
 }
 
 static uint32_t random32(void)
@@ -237,20 +352,28 @@ typedef struct record_opts {
     bool give_back_attempt; /* no send happened */
 } record_opts_t;
 
-/* Records the outcome of one attempt; s is freed when the UPDATE returns. */
+/* Queues the outcome of one attempt for recording; s is freed once the
+ * statement that records it returns. */
 static void record(send_t *s, const char *status, const char *reason, const record_opts_t *o)
 {
     dispatcher_t *d = s->d;
     const char *labels[] = {s->connector, status};
     metric_add(d->m_outcomes, labels, 1);
-    char code_s[16], delay_s[24];
-    snprintf(code_s, sizeof(code_s), "%d", o->code);
-    snprintf(delay_s, sizeof(delay_s), "%lld", (long long)(o->delay_ms < 0 ? 0 : o->delay_ms));
-    const char *params[] = {
-        s->id,    s->attempt, status,     o->code ? code_s : NULL,         reason, delay_s,
-        d->owner, o->bounce,  o->disable, o->give_back_attempt ? "1" : "0"};
-    if (!db_query(d->db, RECORD_SQL, 10, params, on_recorded, s))
-        on_recorded(d->db, NULL, s);
+    s->rec_status = status;
+    s->rec_reason = jd_xstrdup(reason ? reason : "");
+    s->rec_code = o->code;
+    s->rec_delay_ms = o->delay_ms < 0 ? 0 : o->delay_ms;
+    s->rec_bounce = o->bounce != NULL;
+    s->rec_disable = o->disable != NULL;
+    s->rec_give_back = o->give_back_attempt;
+    s->next = NULL;
+    *d->pending_tail = s;
+    d->pending_tail = &s->next;
+    d->n_pending++;
+    /* Recorded at the end of this loop iteration, together with the
+     * outcomes of every other transfer that finished in it. */
+    if (!d->recording && !event_pending(d->flush, EV_TIMEOUT, NULL))
+        event_active(d->flush, EV_TIMEOUT, 0);
     if (o->delay_ms >= 0 && strcmp(status, "sent") != 0 && strcmp(status, "dead") != 0 &&
         strcmp(status, "suppressed") != 0)
         wake_in(d, o->delay_ms);
@@ -308,6 +431,12 @@ static void breaker_set(dispatcher_t *d, endpoint_t *ep, breaker_state_t st)
     log_warn("connector %s: circuit open after %u consecutive transport failures; nothing is "
              "sent to it for %lld ms (its messages stay queued)",
              ep->c->name, ep->failures, (long long)cooldown);
+    /* Outcomes not yet written wait with the rest: the push below runs
+     * before their batch is recorded. */
+    for (send_t *p = d->pending; p; p = p->next)
+        if (p->ep == ep && p->rec_delay_ms < cooldown &&
+            (!strcmp(p->rec_status, "retrying") || !strcmp(p->rec_status, "queued")))
+            p->rec_delay_ms = cooldown;
     char ms[24];
     snprintf(ms, sizeof(ms), "%lld", (long long)cooldown);
     const char *params[] = {ep->c->name, ms};
@@ -366,13 +495,32 @@ static bool is_hard_bounce(const deliver_result_t *r)
     return strncmp(r->reason, "MAIL failed", 11) != 0 && !strstr(r->reason, "uthentication");
 }
 
+static void on_result(const deliver_result_t *r, send_t *s);
+
+/* A send ended: its outcome is queued for recording, and its connector has
+ * room for another claim. */
 static void on_sent(const deliver_result_t *r, void *arg)
 {
     send_t *s = arg;
     dispatcher_t *d = s->d;
+    on_result(r, s);
+    dispatcher_kick(d);
+}
+
+static void on_result(const deliver_result_t *r, send_t *s)
+{
+    dispatcher_t *d = s->d;
     metric_observe(d->m_send_seconds, (const char *[]){s->connector},
                    (double)(clock_mono_us() - s->start_us) / 1e6);
     if (s->sending && s->ep) {
+        /* The time on the connection: the send's duration shared by the
+         * sends that were under way with it, at most the connections. */
+        double ms = (double)(clock_mono_us() - s->start_us) / 1000.0;
+        unsigned busy = s->ep->in_flight > DELIVER_HOST_CONNECTIONS ? s->ep->in_flight
+                                                                    : DELIVER_HOST_CONNECTIONS;
+        double service = ms * DELIVER_HOST_CONNECTIONS / busy;
+        s->ep->service_ms =
+            s->ep->service_ms > 0 ? 0.9 * s->ep->service_ms + 0.1 * service : service;
         s->ep->in_flight--;
         s->sending = false;
         /* A shutdown abort says nothing about the endpoint. */
@@ -609,6 +757,10 @@ static void start_send(dispatcher_t *d, PGresult *res, int row, batch_counts_t *
             strtoll(PQgetvalue(res, row, COL_RECENT), NULL, 10) + (batch_n ? (int64_t)*batch_n : 0),
         .timezone = PQgetisnull(res, row, COL_TIMEZONE) ? NULL : PQgetvalue(res, row, COL_TIMEZONE),
     };
+    int offset_unused;
+    if (facts.is_email && facts.timezone && d->rules.quiet_start_min >= 0 &&
+        !policy_parse_offset(facts.timezone, &offset_unused) && tzdb_name_valid(facts.timezone))
+        facts.tz = tzdb_get(d->tzdb, facts.timezone, NULL, 0); /* unknown: the default */
     policy_decision_t pd = policy_decide(&d->rules, &facts, now);
     if (pd.verdict == POLICY_SEND && s->ep && s->ep->breaker != BREAKER_CLOSED &&
         !(s->ep->breaker == BREAKER_HALF_OPEN && s->ep->in_flight == 0)) {
@@ -686,6 +838,22 @@ static void on_claimed(db_t *db, PGresult *res, void *arg)
         dispatcher_kick(d);
 }
 
+/* How many sends a connector may have under way. curl opens at most
+ * DELIVER_HOST_CONNECTIONS connections to one host and queues the rest, and a
+ * send's timeout counts its time in that queue: so a slow endpoint gets no
+ * more sends than can start within half its timeout; a fast one gets its
+ * max_concurrency. */
+static unsigned endpoint_limit(const endpoint_t *ep)
+{
+    unsigned limit = ep->c->max_concurrency;
+    if (ep->service_ms <= 0 || ep->c->timeout_ms <= 0)
+        return limit;
+    double fits = DELIVER_HOST_CONNECTIONS * ((double)ep->c->timeout_ms / 2.0) / ep->service_ms;
+    if (fits < DELIVER_HOST_CONNECTIONS)
+        fits = DELIVER_HOST_CONNECTIONS;
+    return fits < (double)limit ? (unsigned)fits : limit;
+}
+
 void dispatcher_kick(dispatcher_t *d)
 {
     d->kicked = true;
@@ -696,46 +864,62 @@ void dispatcher_kick(dispatcher_t *d)
     breaker_tick(d);
     /* Each connector's share: what its max_concurrency leaves; none while
      * its circuit is open, one probe when half-open. */
-    size_t cap = 16;
-    for (size_t i = 0; i < d->n_eps; i++)
-        cap += strlen(d->eps[i].c->name) + 16;
-    char *names = jd_xmalloc(cap), *limits = jd_xmalloc(cap);
-    size_t nl = 0, ll = 0, n = 0;
-    names[nl++] = '{';
-    limits[ll++] = '{';
+    enum { FIXED_PARAMS = 4 };
+    const char **params = jd_xcalloc(FIXED_PARAMS + 2 * d->n_eps, sizeof(*params));
+    char(*rooms)[16] = jd_xcalloc(d->n_eps ? d->n_eps : 1, sizeof(*rooms));
+    size_t cap = sizeof(CLAIM_HEAD) + sizeof(CLAIM_TAIL) + 1;
+    char *sql = jd_xmalloc(cap);
+    size_t len = (size_t)snprintf(sql, cap, "%s", CLAIM_HEAD);
+    int np = FIXED_PARAMS, n = 0;
     for (size_t i = 0; i < d->n_eps; i++) {
         const endpoint_t *ep = &d->eps[i];
-        unsigned room =
-            ep->in_flight < ep->c->max_concurrency ? ep->c->max_concurrency - ep->in_flight : 0;
+        unsigned limit = endpoint_limit(ep);
+        unsigned room = ep->in_flight < limit ? limit - ep->in_flight : 0;
         if (ep->breaker == BREAKER_OPEN)
             room = 0;
         else if (ep->breaker == BREAKER_HALF_OPEN)
             room = ep->in_flight == 0 ? 1 : 0;
-        if (room == 0)
+        /* While sends are under way, wait until a fair share is free: many
+         * small claims cost more than a few larger ones. */
+        unsigned worth = limit / 2 < CLAIM_MIN_BATCH ? limit / 2 : CLAIM_MIN_BATCH;
+        if (room == 0 || (ep->in_flight > 0 && room < worth))
             continue;
-        nl += (size_t)snprintf(names + nl, cap - nl, "%s\"%s\"", n ? "," : "", ep->c->name);
-        ll += (size_t)snprintf(limits + ll, cap - ll, "%s%u", n ? "," : "", room);
+        snprintf(rooms[i], sizeof(rooms[i]), "%u", room);
+        params[np] = ep->c->name;
+        params[np + 1] = rooms[i];
+        int pn = np + 1, pr = np + 2; /* $-numbers are 1-based */
+        size_t need = sizeof(CLAIM_BRANCH) + 64 + 16;
+        sql = jd_xrealloc(sql, cap += need);
+        if (n)
+            len += (size_t)snprintf(sql + len, cap - len, " UNION ALL ");
+        len += (size_t)snprintf(sql + len, cap - len, CLAIM_BRANCH, pn, pr, pn, pr, pr, n);
+        np += 2;
         n++;
     }
-    snprintf(names + nl, cap - nl, "}");
-    snprintf(limits + ll, cap - ll, "}");
     if (n == 0) {
-        free(names);
-        free(limits);
+        free(params);
+        free(rooms);
+        free(sql);
         return; /* every connector is busy or cooling down; a result or the poll kicks */
     }
+    snprintf(sql + len, cap - len, "%s", CLAIM_TAIL);
     d->kicked = false;
     char lease[24], limit[16], period[24];
     snprintf(lease, sizeof(lease), "%lld", (long long)d->opts.lease_ms);
-    snprintf(limit, sizeof(limit), "%u", d->opts.max_in_flight - d->in_flight);
+    unsigned total = d->opts.max_in_flight - d->in_flight;
+    snprintf(limit, sizeof(limit), "%u", total < CLAIM_BATCH_MAX ? total : CLAIM_BATCH_MAX);
     snprintf(period, sizeof(period), "%lld",
              (long long)(d->rules.cap_count ? d->cfg->policy_cap_period_ms : 0));
-    const char *params[] = {d->owner, lease, limit, names, limits, period};
+    params[0] = d->owner;
+    params[1] = lease;
+    params[2] = limit;
+    params[3] = period;
     d->claiming = true;
-    if (!db_query(d->db, CLAIM_SQL, 6, params, on_claimed, d))
+    if (!db_query(d->db, sql, np, params, on_claimed, d))
         d->claiming = false;
-    free(names);
-    free(limits);
+    free(params);
+    free(rooms);
+    free(sql);
 }
 
 static void on_swept(db_t *db, PGresult *res, void *arg)
@@ -765,6 +949,13 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
             d->queries--;
     }
     dispatcher_kick(d);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_records(arg);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -810,6 +1001,7 @@ dispatcher_t *dispatcher_new(struct event_base *base, db_t *db, curl_loop_t *cur
     d->cfg = opts->config;
     d->owner = jd_xstrdup(opts->owner);
     d->opts.owner = d->owner;
+    d->pending_tail = &d->pending;
     if (d->opts.max_in_flight == 0)
         d->opts.max_in_flight = 1;
     if (d->opts.poll_ms <= 0)
@@ -837,9 +1029,19 @@ dispatcher_t *dispatcher_new(struct event_base *base, db_t *db, curl_loop_t *cur
                                 .quiet_start_min = d->cfg->policy_quiet_start_min,
                                 .quiet_end_min = d->cfg->policy_quiet_end_min,
                                 .default_tz_min = d->cfg->policy_default_tz_min};
+    d->tzdb = opts->tzdb;
+    if (!d->tzdb)
+        d->tzdb = d->own_tzdb = tzdb_new(NULL);
+    if (d->cfg->policy_quiet_timezone) {
+        char err[256];
+        d->rules.default_tz = tzdb_get(d->tzdb, d->cfg->policy_quiet_timezone, err, sizeof(err));
+        if (!d->rules.default_tz)
+            log_error("dispatcher: quiet hours: %s; using UTC", err);
+    }
 
     d->poll = event_new(base, -1, EV_PERSIST, on_poll, d);
     d->wake = event_new(base, -1, 0, on_wake, d);
+    d->flush = event_new(base, -1, 0, on_flush, d);
     struct timeval tv = {.tv_sec = (time_t)(d->opts.poll_ms / 1000),
                          .tv_usec = (suseconds_t)(d->opts.poll_ms % 1000) * 1000};
     event_add(d->poll, &tv);
@@ -879,9 +1081,11 @@ void dispatcher_free(dispatcher_t *d)
         return;
     event_free(d->poll);
     event_free(d->wake);
+    event_free(d->flush);
     free(d->owner);
     free(d->eps);
     free(d->all_names);
+    tzdb_free(d->own_tzdb);
     if (d->secret)
         OPENSSL_cleanse(d->secret, d->secret_len);
     free(d->secret);

@@ -9,6 +9,10 @@
 
 #include "journeyd/deliver.h"
 
+/* Connections curl opens to one host at most; further sends to it wait in
+ * curl's queue (and their timeout runs meanwhile). */
+#define DELIVER_HOST_CONNECTIONS 8
+
 typedef enum xfer_state {
     XFER_NEW,     /* easy handle being configured, not in the multi handle */
     XFER_RUNNING, /* in the multi handle */

@@ -44,13 +44,15 @@ void journeys_api_free(journeys_api_t *api)
     free(api);
 }
 
-char *journeys_api_admin_key(const http_req_t *r)
+bool journeys_api_has_key(const keyring_t *keys, key_kind_t kind, const http_req_t *r)
 {
     char *key = http_req_basic_user(r);
     const char *auth = http_req_header(r, "Authorization");
     if (!key && auth && !strncmp(auth, "Bearer ", 7))
         key = jd_xstrdup(auth + 7);
-    return key;
+    bool ok = keyring_check(keys, kind, key, NULL);
+    free(key);
+    return ok;
 }
 
 typedef struct enroll {
@@ -94,10 +96,7 @@ static void on_enrolled(db_t *db, PGresult *res, void *arg)
 static void handle(http_req_t *r, void *arg)
 {
     journeys_api_t *api = arg;
-    char *key = journeys_api_admin_key(r);
-    bool admin = keyring_check(api->keys, KEY_ADMIN, key, NULL);
-    free(key);
-    if (!admin) {
+    if (!journeys_api_has_key(api->keys, KEY_ADMIN, r)) {
         http_reply_error(r, 401, "unauthorized", "unauthorized");
         return;
     }

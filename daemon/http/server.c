@@ -333,6 +333,12 @@ const char *http_req_path(const http_req_t *r)
     return r->path;
 }
 
+const char *http_req_query(const http_req_t *r)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(r->req);
+    return uri ? evhttp_uri_get_query(uri) : NULL;
+}
+
 const char *http_req_tail(const http_req_t *r)
 {
     return r->tail ? r->tail : "";

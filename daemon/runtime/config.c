@@ -12,6 +12,7 @@
 
 #include "journeyd/node.h"
 #include "journeyd/policy.h"
+#include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
 #include "journeyd/yaml.h"
 
@@ -21,7 +22,7 @@
 #define NAME_MAX_LEN        64
 #define TABLE_MAX_KEYS      32
 #define DEFAULT_PORT        8080
-#define DEFAULT_CONCURRENCY 16
+#define DEFAULT_CONCURRENCY 256
 
 /* What a list of keys is for; write keys must not double as admin/read keys. */
 typedef enum key_kind { KEYS_NONE, KEYS_WRITE, KEYS_ADMIN, KEYS_READ } key_kind_t;
@@ -657,13 +658,25 @@ static bool parse_quiet_timezone(ctx_t *c, const node_t *v, void *base)
     const char *s = get_string(c, v);
     if (!s)
         return false;
-    if (!policy_parse_offset(s, &((config_t *)base)->policy_default_tz_min)) {
+    config_t *cfg = base;
+    if (policy_parse_offset(s, &cfg->policy_default_tz_min))
+        return true;
+    /* A zone name: checked against the system's time zone database now. */
+    bool known = false;
+    if (tzdb_name_valid(s)) {
+        tzdb_t *db = tzdb_new(NULL);
+        known = tzdb_get(db, s, NULL, 0) != NULL;
+        tzdb_free(db);
+    }
+    if (!known) {
         node_error(c->d, v,
-                   "expected a UTC offset such as \"+01:00\", \"-05:30\" or \"UTC\", found "
-                   "'%s' (region names are not supported)",
+                   "expected a UTC offset such as \"+01:00\" or a time zone name such as "
+                   "\"Europe/Berlin\", found '%s' (not in the time zone database)",
                    s);
         return false;
     }
+    free(cfg->policy_quiet_timezone);
+    cfg->policy_quiet_timezone = jd_xstrdup(s);
     return true;
 }
 
@@ -931,7 +944,7 @@ static void set_defaults(config_t *cfg)
     cfg->ingest_queue_max = 20000;
     cfg->ingest_retention_ms = 90LL * 86400000LL;
     cfg->delivery_retry_base_ms = 5000;
-    cfg->delivery_max_in_flight = 64;
+    cfg->delivery_max_in_flight = 1024;
     cfg->delivery_poll_ms = 1000;
     cfg->delivery_breaker_failures = 5;
     cfg->delivery_breaker_cooldown_ms = 60000;
@@ -1035,6 +1048,7 @@ void config_free(config_t *c)
     if (!c)
         return;
     free(c->path);
+    free(c->policy_quiet_timezone);
     free(c->listen_address);
     free(c->port_file);
     free(c->db_conninfo);

@@ -80,20 +80,7 @@ const char *tzdb_dir(const tzdb_t *db)
 
 bool tzdb_name_valid(const char *name)
 {
-    if (!name)
-        return false;
-    size_t n = strlen(name);
-    if (n == 0 || n > TZ_MAX_NAME || name[0] == '/' || name[n - 1] == '/')
-        return false;
-    if (strstr(name, "..") || strstr(name, "//"))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '+' || c == '-' || c == '/'))
-            return false;
-    }
-    return true;
+    return tz_name_valid(name);
 }
 
 /* Reads a regular file of at most TZ_MAX_FILE bytes; the caller frees *out.

@@ -71,9 +71,9 @@ struct processor {
 
 static const char *state_name(proc_state_t s)
 {
-    static const char *const names[] = {"idle",   "begin",    "lock",   "fetch", "runs",
-                                        "stats",  "assign",   "ids",    "write", "cursor",
-                                        "commit", "rollback", "stopped"};
+    static const char *const names[] = {"idle",   "begin",  "lock",     "fetch",  "runs",
+                                        "stats",  "facts",  "assign",   "ids",    "write",
+                                        "cursor", "commit", "rollback", "stopped"};
     return names[s];
 }
 
@@ -86,7 +86,9 @@ static void set_state(processor_t *p, proc_state_t next)
         [PROC_LOCK] = 1u << PROC_FETCH | 1u << PROC_COMMIT | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
         [PROC_FETCH] = 1u << PROC_RUNS | 1u << PROC_COMMIT | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
         [PROC_RUNS] = 1u << PROC_STATS | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
-        [PROC_STATS] = 1u << PROC_ASSIGN | 1u << PROC_IDS | 1u << PROC_WRITE | 1u << PROC_CURSOR |
+        [PROC_STATS] = 1u << PROC_FACTS | 1u << PROC_ASSIGN | 1u << PROC_IDS | 1u << PROC_WRITE |
+                       1u << PROC_CURSOR | 1u << PROC_ROLLBACK | 1u << PROC_IDLE,
+        [PROC_FACTS] = 1u << PROC_ASSIGN | 1u << PROC_IDS | 1u << PROC_WRITE | 1u << PROC_CURSOR |
                        1u << PROC_ROLLBACK | 1u << PROC_IDLE,
         [PROC_ASSIGN] = 1u << PROC_ASSIGN | 1u << PROC_IDS | 1u << PROC_WRITE | 1u << PROC_CURSOR |
                         1u << PROC_ROLLBACK | 1u << PROC_IDLE,

@@ -71,18 +71,30 @@ typedef struct rb_stats {
     size_t n_recent;
 } rb_stats_t;
 
+/* An open-addressing hash index over one of the batch's arrays: slots hold
+ * an element's index + 1 (0: empty). Keeps lookups by id constant-time, so
+ * a batch of thousands of runs costs linear, not quadratic, time. */
+typedef struct rb_map {
+    size_t *slots;
+    size_t mask; /* capacity - 1; capacity a power of two, or 0 */
+    size_t used;
+} rb_map_t;
+
 struct runbatch {
     runbatch_env_t env;
     rb_profile_t *profiles;
-    size_t n_profiles;
+    size_t n_profiles, cap_profiles;
+    rb_map_t profile_map;
     rb_run_t *runs;
-    size_t n_runs;
+    size_t n_runs, cap_runs;
+    rb_map_t run_map; /* runs loaded from the database, by id */
     rb_send_t *sends;
-    size_t n_sends;
+    size_t n_sends, cap_sends;
     rb_assign_t *assigns;
     size_t n_assigns;
     rb_stats_t *stats;
-    size_t n_stats;
+    size_t n_stats, cap_stats;
+    rb_map_t stats_map;
     /* metrics, applied after COMMIT */
     json_t *step_counts; /* "journey\tstep" -> count */
     json_t *outcomes;    /* "journey\toutcome" -> count */
@@ -158,7 +170,89 @@ const char RUNBATCH_WRITE_SQL[] =
     "  FROM jsonb_to_recordset($3::jsonb) AS x(profile_id bigint, patch jsonb)"
     "  WHERE p.id = x.profile_id RETURNING p.id)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), (SELECT count(*) FROM sends),"
-    " (SELECT count(*) FROM traits)";
+    " (SELECT count(*) FROM traits), pg_notify('journeyd_runs', '')";
+
+/* ---- growth and indexes ---- */
+
+/* Makes room for one more element (doubling), so appends are amortised O(1). */
+static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return arr;
+    *cap = *cap ? *cap * 2 : 16;
+    return jd_xrealloc(arr, *cap * elem);
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static uint64_t profile_hash(const runbatch_t *rb, size_t i)
+{
+    return mix64((uint64_t)rb->profiles[i].id);
+}
+
+static uint64_t run_hash(const runbatch_t *rb, size_t i)
+{
+    return mix64((uint64_t)rb->runs[i].id);
+}
+
+static uint64_t stats_key(const char *journey_id, int64_t profile_id)
+{
+    return mix64((uint64_t)profile_id ^ str_hash(journey_id));
+}
+
+static uint64_t stats_hash(const runbatch_t *rb, size_t i)
+{
+    return stats_key(rb->stats[i].journey_id, rb->stats[i].profile_id);
+}
+
+typedef uint64_t (*rb_hash_fn)(const runbatch_t *rb, size_t i);
+
+static void map_insert_slot(rb_map_t *m, uint64_t h, size_t idx)
+{
+    size_t k = (size_t)h & m->mask;
+    while (m->slots[k])
+        k = (k + 1) & m->mask;
+    m->slots[k] = idx + 1;
+}
+
+/* Adds element idx (whose hash is hash(rb, idx)) to m, growing it at half full. */
+static void map_add(const runbatch_t *rb, rb_map_t *m, rb_hash_fn hash, size_t idx)
+{
+    if ((m->used + 1) * 2 > (m->mask ? m->mask + 1 : 0)) {
+        size_t cap = m->mask ? (m->mask + 1) * 2 : 64;
+        size_t *old = m->slots, old_cap = m->mask ? m->mask + 1 : 0;
+        m->slots = jd_xcalloc(cap, sizeof(*m->slots));
+        m->mask = cap - 1;
+        for (size_t k = 0; k < old_cap; k++)
+            if (old[k])
+                map_insert_slot(m, hash(rb, old[k] - 1), old[k] - 1);
+        free(old);
+    }
+    map_insert_slot(m, hash(rb, idx), idx);
+    m->used++;
+}
+
+static void map_free(rb_map_t *m)
+{
+    free(m->slots);
+    *m = (rb_map_t){0};
+}
 
 runbatch_t *runbatch_new(const runbatch_env_t *env)
 {
@@ -204,6 +298,9 @@ void runbatch_free(runbatch_t *rb)
     }
     for (size_t i = 0; i < rb->n_stats; i++)
         free(rb->stats[i].recent);
+    map_free(&rb->profile_map);
+    map_free(&rb->run_map);
+    map_free(&rb->stats_map);
     free(rb->profiles);
     free(rb->runs);
     free(rb->sends);
@@ -218,9 +315,12 @@ void runbatch_free(runbatch_t *rb)
 
 static rb_profile_t *find_profile(runbatch_t *rb, int64_t id)
 {
-    for (size_t i = 0; i < rb->n_profiles; i++)
-        if (rb->profiles[i].id == id)
-            return &rb->profiles[i];
+    const rb_map_t *m = &rb->profile_map;
+    if (!m->mask)
+        return NULL;
+    for (size_t k = (size_t)mix64((uint64_t)id) & m->mask; m->slots[k]; k = (k + 1) & m->mask)
+        if (rb->profiles[m->slots[k] - 1].id == id)
+            return &rb->profiles[m->slots[k] - 1];
     return NULL;
 }
 
@@ -243,8 +343,9 @@ void runbatch_profile(runbatch_t *rb, int64_t profile_id, const json_t *traits)
         }
         return;
     }
-    rb->profiles = jd_xrealloc(rb->profiles, (rb->n_profiles + 1) * sizeof(*rb->profiles));
-    rb->profiles[rb->n_profiles++] = (rb_profile_t){.id = profile_id, .traits = fresh};
+    rb->profiles = grow(rb->profiles, &rb->cap_profiles, rb->n_profiles, sizeof(*rb->profiles));
+    rb->profiles[rb->n_profiles] = (rb_profile_t){.id = profile_id, .traits = fresh};
+    map_add(rb, &rb->profile_map, profile_hash, rb->n_profiles++);
 }
 
 /* ---- loading ---- */
@@ -258,9 +359,11 @@ void runbatch_load_run(runbatch_t *rb, PGresult *res, int row)
 {
     const char *jid = PQgetvalue(res, row, 1), *hash = PQgetvalue(res, row, 2);
     int64_t id = field_i64(res, row, 0);
-    for (size_t i = 0; i < rb->n_runs; i++)
-        if (rb->runs[i].id == id)
-            return; /* loaded already */
+    const rb_map_t *m = &rb->run_map;
+    if (m->mask)
+        for (size_t k = (size_t)mix64((uint64_t)id) & m->mask; m->slots[k]; k = (k + 1) & m->mask)
+            if (rb->runs[m->slots[k] - 1].id == id)
+                return; /* loaded already */
     const journey_t *j = registry_version(rb->env.registry, jid, hash);
     const journey_t *cur = registry_current_of(rb->env.registry, jid);
     rb_run_t r = {.id = id, .profile_id = field_i64(res, row, 3)};
@@ -314,18 +417,27 @@ void runbatch_load_run(runbatch_t *rb, PGresult *res, int row)
             rb->outcomes, key,
             json_integer(json_integer_value(json_object_get(rb->outcomes, key)) + 1));
     }
-    rb->runs = jd_xrealloc(rb->runs, (rb->n_runs + 1) * sizeof(*rb->runs));
-    rb->runs[rb->n_runs++] = r;
+    rb->runs = grow(rb->runs, &rb->cap_runs, rb->n_runs, sizeof(*rb->runs));
+    rb->runs[rb->n_runs] = r;
+    map_add(rb, &rb->run_map, run_hash, rb->n_runs++);
+}
+
+/* Appends an empty stats entry and indexes it. */
+static rb_stats_t *add_stats(runbatch_t *rb, const char *journey_id, int64_t profile_id)
+{
+    rb->stats = grow(rb->stats, &rb->cap_stats, rb->n_stats, sizeof(*rb->stats));
+    rb_stats_t *s = &rb->stats[rb->n_stats];
+    memset(s, 0, sizeof(*s));
+    snprintf(s->journey_id, sizeof(s->journey_id), "%s", journey_id);
+    s->profile_id = profile_id;
+    map_add(rb, &rb->stats_map, stats_hash, rb->n_stats++);
+    return s;
 }
 
 void runbatch_load_stats(runbatch_t *rb, PGresult *res)
 {
     for (int row = 0; row < PQntuples(res); row++) {
-        rb->stats = jd_xrealloc(rb->stats, (rb->n_stats + 1) * sizeof(*rb->stats));
-        rb_stats_t *s = &rb->stats[rb->n_stats++];
-        memset(s, 0, sizeof(*s));
-        snprintf(s->journey_id, sizeof(s->journey_id), "%s", PQgetvalue(res, row, 0));
-        s->profile_id = field_i64(res, row, 1);
+        rb_stats_t *s = add_stats(rb, PQgetvalue(res, row, 0), field_i64(res, row, 1));
         s->active = (unsigned)field_i64(res, row, 2);
         s->last_ms = field_i64(res, row, 3);
         /* recent: a PostgreSQL array literal "{1,2,3}" */
@@ -356,15 +468,15 @@ int64_t runbatch_stats_window_ms(const registry_t *registry)
 
 static rb_stats_t *find_stats(runbatch_t *rb, const char *journey_id, int64_t profile_id)
 {
-    for (size_t i = 0; i < rb->n_stats; i++)
-        if (rb->stats[i].profile_id == profile_id && !strcmp(rb->stats[i].journey_id, journey_id))
-            return &rb->stats[i];
-    rb->stats = jd_xrealloc(rb->stats, (rb->n_stats + 1) * sizeof(*rb->stats));
-    rb_stats_t *s = &rb->stats[rb->n_stats++];
-    memset(s, 0, sizeof(*s));
-    snprintf(s->journey_id, sizeof(s->journey_id), "%s", journey_id);
-    s->profile_id = profile_id;
-    return s;
+    const rb_map_t *m = &rb->stats_map;
+    if (m->mask)
+        for (size_t k = (size_t)stats_key(journey_id, profile_id) & m->mask; m->slots[k];
+             k = (k + 1) & m->mask) {
+            rb_stats_t *s = &rb->stats[m->slots[k] - 1];
+            if (s->profile_id == profile_id && !strcmp(s->journey_id, journey_id))
+                return s;
+        }
+    return add_stats(rb, journey_id, profile_id);
 }
 
 static entry_stats_t entry_stats(const rb_stats_t *s, const journey_t *j, int64_t now_ms)
@@ -441,8 +553,7 @@ void runbatch_load_facts(runbatch_t *rb, PGresult *res)
 }
 
 static bool fact_event_stats(void *ctx, const char *name, const cond_t *where, int64_t since_ms,
-                             int64_t until_ms, int64_t *count, int64_t *first_ms,
-                             int64_t *last_ms)
+                             int64_t until_ms, int64_t *count, int64_t *first_ms, int64_t *last_ms)
 {
     const rb_facts_t *f = ctx;
     if (!f->loaded)
@@ -523,7 +634,7 @@ static void collect(runbatch_t *rb, size_t ri, engine_out_t *out)
             count_step(rb, r->j, a->step->id);
             break;
         case ACTION_SEND:
-            rb->sends = jd_xrealloc(rb->sends, (rb->n_sends + 1) * sizeof(*rb->sends));
+            rb->sends = grow(rb->sends, &rb->cap_sends, rb->n_sends, sizeof(*rb->sends));
             rb->sends[rb->n_sends++] = (rb_send_t){.run = ri, .step = a->step, .send = a->send};
             memset(&a->send, 0, sizeof(a->send));
             break;
@@ -642,7 +753,7 @@ void runbatch_on_event(runbatch_t *rb, int64_t profile_id, int64_t event_id, con
             count_outcome(rb, j, "entry_refused");
             continue;
         }
-        rb->runs = jd_xrealloc(rb->runs, (rb->n_runs + 1) * sizeof(*rb->runs));
+        rb->runs = grow(rb->runs, &rb->cap_runs, rb->n_runs, sizeof(*rb->runs));
         rb_run_t *r = &rb->runs[rb->n_runs++];
         memset(r, 0, sizeof(*r));
         r->is_new = true;

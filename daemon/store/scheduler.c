@@ -41,6 +41,7 @@ typedef enum sched_state {
     SCHED_SYNC,     /* schedule rows being synchronised with the journeys */
     SCHED_DUE,      /* due schedules requested */
     SCHED_FIRE,     /* one schedule's enrolment running */
+    SCHED_ANALYZE,  /* statistics of runs refreshed after a large enrolment */
     SCHED_BEGIN,    /* run batch: BEGIN */
     SCHED_CLAIM,    /* due runs requested */
     SCHED_FACTS,    /* events, engagement and segments for conditions requested */
@@ -67,6 +68,8 @@ struct scheduler {
     struct event *timer;
     runbatch_t *batch;
     unsigned claimed;
+    unsigned claim_size; /* runs asked for in the current claim */
+    bool analyze;        /* a firing enrolled many runs: refresh the planner's statistics */
     unsigned assign_rounds;
     /* schedules due in this pass, fired one at a time */
     char **due_ids;
@@ -77,9 +80,9 @@ struct scheduler {
 
 static const char *state_name(sched_state_t s)
 {
-    static const char *const names[] = {"idle",     "sync",   "due",    "fire",  "begin",
-                                        "claim",    "assign", "ids",    "write", "commit",
-                                        "rollback", "next",   "stopped"};
+    static const char *const names[] = {"idle",  "sync",   "due",      "fire",   "analyze",
+                                        "begin", "claim",  "facts",    "assign", "ids",
+                                        "write", "commit", "rollback", "next",   "stopped"};
     return (unsigned)s < JD_ARRAY_LEN(names) ? names[s] : "?";
 }
 
@@ -90,7 +93,9 @@ static void set_state(scheduler_t *s, sched_state_t next)
         [SCHED_IDLE] = 1u << SCHED_SYNC | 1u << SCHED_DUE | 1u << SCHED_STOPPED,
         [SCHED_SYNC] = 1u << SCHED_DUE | 1u << SCHED_IDLE,
         [SCHED_DUE] = 1u << SCHED_FIRE | 1u << SCHED_BEGIN | 1u << SCHED_IDLE,
-        [SCHED_FIRE] = 1u << SCHED_FIRE | 1u << SCHED_BEGIN | 1u << SCHED_IDLE,
+        [SCHED_FIRE] =
+            1u << SCHED_FIRE | 1u << SCHED_ANALYZE | 1u << SCHED_BEGIN | 1u << SCHED_IDLE,
+        [SCHED_ANALYZE] = 1u << SCHED_BEGIN | 1u << SCHED_IDLE,
         [SCHED_BEGIN] = 1u << SCHED_CLAIM | 1u << SCHED_ROLLBACK | 1u << SCHED_IDLE,
         [SCHED_CLAIM] = 1u << SCHED_FACTS | 1u << SCHED_ASSIGN | 1u << SCHED_IDS |
                         1u << SCHED_WRITE | 1u << SCHED_COMMIT | 1u << SCHED_ROLLBACK |
@@ -116,6 +121,13 @@ static void set_state(scheduler_t *s, sched_state_t next)
 }
 
 static void start_pass(scheduler_t *s);
+
+/* A backlog is claimed in batches growing to this many times batch_size. */
+#define SCHED_MAX_CLAIM_FACTOR 8
+/* A firing that enrols at least this many runs refreshes the statistics of
+ * runs (ANALYZE), so the claim keeps its index plan instead of joining and
+ * sorting every due run of a table the planner still believes small. */
+#define SCHED_ANALYZE_AFTER 10000
 
 static void arm_timer(scheduler_t *s, int64_t delay_ms)
 {
@@ -217,11 +229,17 @@ static void on_committed(db_t *db, PGresult *res, void *arg)
         runbatch_committed(s->batch);
     runbatch_free(s->batch);
     s->batch = NULL;
-    /* A full claim means more may be due. */
-    if (s->claimed >= s->opts.batch_size && !s->stopping)
+    /* A full claim means more may be due: claim more at once next time (up to
+     * SCHED_MAX_CLAIM_FACTOR times the batch size), which makes a backlog
+     * cheaper per run; back to the batch size once it is worked off. */
+    if (s->claimed >= s->claim_size && !s->stopping) {
+        unsigned max = s->opts.batch_size * SCHED_MAX_CLAIM_FACTOR;
+        s->claim_size = s->claim_size * 2 > max ? max : s->claim_size * 2;
         begin_batch(s);
-    else
+    } else {
+        s->claim_size = s->opts.batch_size;
         next_wake(s);
+    }
 }
 
 static void commit(scheduler_t *s)
@@ -318,13 +336,22 @@ static void on_claimed(db_t *db, PGresult *res, void *arg)
         commit(s);
         return;
     }
-    int64_t now = clock_wall_ms();
+    int64_t now = clock_wall_ms(), due = now;
+    /* The database found these runs due: its clock, or the rounding of wake_at
+     * to milliseconds, may be a little ahead of ours. Move them anyway rather
+     * than claim them again and again until our clock catches up. */
+    for (int i = 0; i < rows; i++)
+        if (!PQgetisnull(res, i, 6)) {
+            int64_t at = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+            if (at > due)
+                due = at;
+        }
     runbatch_env_t env = {.registry = s->opts.registry,
                           .channel = s->opts.channel,
                           .channel_ctx = s->opts.channel_ctx,
                           .tzdb = s->opts.tzdb,
                           .default_tz = s->opts.default_tz,
-                          .now_ms = now};
+                          .now_ms = due};
     s->batch = runbatch_new(&env);
     s->assign_rounds = 0;
     int traits_col = PQnfields(res) - 1;
@@ -368,7 +395,9 @@ static void on_begun(db_t *db, PGresult *res, void *arg)
         return;
     }
     char limit[16];
-    snprintf(limit, sizeof(limit), "%u", s->opts.batch_size);
+    if (s->claim_size < s->opts.batch_size)
+        s->claim_size = s->opts.batch_size;
+    snprintf(limit, sizeof(limit), "%u", s->claim_size);
     const char *params[] = {limit};
     set_state(s, SCHED_CLAIM);
     if (!db_query(s->db, CLAIM_SQL, 1, params, on_claimed, s))
@@ -412,6 +441,21 @@ static void spec_of(const journey_t *j, char *out, size_t size)
 
 static void fire_next(scheduler_t *s);
 
+static void on_analyzed(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    scheduler_t *s = arg;
+    /* Only a hint to the planner: a failure (say, a role that does not own
+     * the table) is logged and the batch goes on. */
+    if (!res) {
+        fail(s, "ANALYZE runs", res, false);
+        return;
+    }
+    if (!db_ok(res))
+        log_warn("scheduler: ANALYZE runs failed: %s", db_error(res));
+    begin_batch(s);
+}
+
 static void on_fired(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
@@ -425,6 +469,8 @@ static void on_fired(db_t *db, PGresult *res, void *arg)
         log_info("scheduler: journey %s fired: %lld profiles enrolled", id, enrolled);
         metric_add(s->m_fired, (const char *[]){id}, 1);
         metric_add(s->m_enrolled, (const char *[]){id}, (double)enrolled);
+        if (enrolled >= SCHED_ANALYZE_AFTER)
+            s->analyze = true;
     }
     fire_next(s);
 }
@@ -501,6 +547,12 @@ static void fire_next(scheduler_t *s)
         if (fire(s, j, s->due_ms[i]))
             return;
     }
+    if (s->analyze && s->state == SCHED_FIRE) {
+        s->analyze = false;
+        set_state(s, SCHED_ANALYZE);
+        if (db_query(s->db, "ANALYZE runs", 0, NULL, on_analyzed, s))
+            return;
+    }
     begin_batch(s);
 }
 
@@ -557,6 +609,15 @@ static void sync_schedules(scheduler_t *s)
         char spec[256];
         spec_of(j, spec, sizeof(spec));
         int64_t next = j->trigger.cron ? next_fire(s, j, now) : j->trigger.at_ms;
+        /* A one-off time already past when the journey is first seen never
+         * fires (no surprise broadcast from an old file). A firing missed
+         * while journeyd was down still happens: its row keeps its time. */
+        if (!j->trigger.cron && next <= now) {
+            log_warn("journey %s: its one-off time is past; it fires only if it was scheduled "
+                     "before",
+                     j->id);
+            next = -1;
+        }
         json_t *row = json_pack("{s:s, s:s}", "journey_id", j->id, "spec", spec);
         json_object_set_new(row, "next_ms", next < 0 ? json_null() : json_integer(next));
         json_array_append_new(rows, row);
@@ -609,9 +670,28 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     scheduler_kick(arg);
 }
 
-static void on_connect(db_t *db, void *arg)
+static void on_listen(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
+    (void)arg;
+    if (res && !db_ok(res))
+        log_error("scheduler: LISTEN failed: %s", db_error(res));
+}
+
+/* Runs written by any journeyd (a new wait, an enrolment) wake the
+ * scheduler at once; the timer covers the rest. */
+static void on_notify(db_t *db, const char *channel, const char *payload, void *arg)
+{
+    (void)db;
+    (void)channel;
+    (void)payload;
+    scheduler_kick(arg);
+}
+
+static void on_connect(db_t *db, void *arg)
+{
+    if (!db_query(db, "LISTEN journeyd_runs", 0, NULL, on_listen, arg))
+        log_error("scheduler: cannot queue LISTEN");
     scheduler_kick(arg);
 }
 
@@ -623,6 +703,7 @@ scheduler_t *scheduler_new(struct event_base *base, db_t *db, const scheduler_op
     s->opts = *opts;
     s->need_sync = true;
     s->state = SCHED_IDLE;
+    s->claim_size = opts->batch_size;
     s->timer = evtimer_new(base, on_timer, s);
     static const double buckets[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 60};
     s->m_wakes = metric_counter("journeyd_scheduler_wakes_total", "Due runs moved", NULL);
@@ -636,7 +717,9 @@ scheduler_t *scheduler_new(struct event_base *base, db_t *db, const scheduler_op
     s->m_errors = metric_counter("journeyd_scheduler_errors_total",
                                  "Scheduler transactions that failed and were retried", NULL);
     db_on_connect(db, on_connect, s);
-    scheduler_kick(s);
+    db_on_notify(db, on_notify, s);
+    if (db_connected(db))
+        on_connect(db, s);
     return s;
 }
 

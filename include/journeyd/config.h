@@ -85,7 +85,7 @@ typedef struct config {
     int64_t delivery_retry_base_ms;  /* first retry delay; the schedule scales with it; 5 s */
     int64_t delivery_lease_ms;       /* default max(2 min, longest connector timeout + 30 s); when
                                         given, must exceed every connector's timeout */
-    unsigned delivery_max_in_flight; /* sends at once, all connectors; default 64 */
+    unsigned delivery_max_in_flight; /* sends at once, all connectors; default 1024 */
     int64_t delivery_poll_ms;        /* look for due messages at least this often; 1 s */
     unsigned delivery_breaker_failures;   /* consecutive transport failures that open a
                                              connector's circuit; 0: never; default 5 */
@@ -97,6 +97,8 @@ typedef struct config {
     int policy_quiet_start_min;   /* quiet_hours.start, minutes after midnight; -1: none */
     int policy_quiet_end_min;     /* quiet_hours.end */
     int policy_default_tz_min;    /* quiet_hours.timezone: UTC offset in minutes; default 0 */
+    char *policy_quiet_timezone;  /* quiet_hours.timezone when it names a zone
+                                     ("Europe/Berlin"); NULL: the offset above */
 
     /* tracking: */
     char *tracking_secret;             /* secret / secret_file; NULL: generated at start */

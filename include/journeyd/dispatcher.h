@@ -15,6 +15,7 @@
 #include "journeyd/config.h"
 #include "journeyd/db.h"
 #include "journeyd/deliver.h"
+#include "journeyd/tzdb.h"
 
 struct event_base;
 
@@ -29,6 +30,9 @@ typedef struct dispatcher_opts {
     /* Key of tracking and unsubscribe tokens (token.h); copied. */
     const unsigned char *tracking_secret;
     size_t tracking_secret_len;
+    /* Zones for quiet hours (the profile's "timezone" trait, quiet_hours.timezone);
+     * borrowed. NULL: the dispatcher opens its own. */
+    tzdb_t *tzdb;
 } dispatcher_opts_t;
 
 /* db and curl are borrowed and must outlive the dispatcher. */

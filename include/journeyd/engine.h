@@ -108,7 +108,16 @@ typedef struct engine_out {
 
 void engine_out_free(engine_out_t *out);
 
-/* Does this event enrol its profile into j (name and `where`)? */
+/* Segment triggers: the segments module records each membership change as
+ * a track event of the profile in the event log (so it reaches journeys in
+ * order, exactly once, like any other event) named ENGINE_SEGMENT_ENTERED or
+ * ENGINE_SEGMENT_LEFT, with properties.segment naming the segment, and
+ * keeps the segment_members table current. */
+#define ENGINE_SEGMENT_ENTERED "Segment Entered"
+#define ENGINE_SEGMENT_LEFT    "Segment Left"
+
+/* Does this event enrol its profile into j (name and `where`; for segment
+ * triggers, the membership event of that segment)? */
 bool engine_triggers(const journey_t *j, const json_t *event, engine_ctx_t *ctx);
 
 /* Why the profile may not enter now (a short reason), or NULL when it may. */

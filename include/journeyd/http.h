@@ -49,6 +49,8 @@ void http_server_free(http_server_t *s);
 const char *http_req_method(const http_req_t *r);
 /* Decoded path without the query string. */
 const char *http_req_path(const http_req_t *r);
+/* The raw (still percent-encoded) query string after '?', or NULL. */
+const char *http_req_query(const http_req_t *r);
 /* The part of the path after the route's prefix ("" for exact routes). */
 const char *http_req_tail(const http_req_t *r);
 const char *http_req_header(const http_req_t *r, const char *name);

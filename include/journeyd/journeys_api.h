@@ -21,8 +21,8 @@ journeys_api_t *journeys_api_new(db_t *db, const keyring_t *keys, const registry
 void journeys_api_register(journeys_api_t *api, http_server_t *server);
 void journeys_api_free(journeys_api_t *api);
 
-/* The admin key of a request: HTTP Basic user name or a Bearer token;
- * malloc'd or NULL. */
-char *journeys_api_admin_key(const http_req_t *r);
+/* Whether the request carries a key of that kind (HTTP Basic user name or
+ * a Bearer token). */
+bool journeys_api_has_key(const keyring_t *keys, key_kind_t kind, const http_req_t *r);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "journeyd/common.h"
+#include "journeyd/tz.h"
 
 /* Reason codes written to outbox.last_reason. */
 #define POLICY_REASON_ENDPOINT_GONE      "endpoint gone"
@@ -36,11 +37,21 @@ JD_WARN_UNUSED bool policy_parse_offset(const char *s, int *minutes);
  * quiet. */
 int64_t policy_quiet_until(int64_t now_ms, int offset_min, int start_min, int end_min);
 
+/* The same in a real time zone (tz.h; NULL means UTC), with daylight saving:
+ * the window is read on the local wall clock, and its end is the next time
+ * the wall clock reaches end_min. An end that a DST gap skips that day (02:30
+ * in New York on the spring-forward night) is reached when the clock jumps
+ * (03:00 EDT); an end shown twice (01:30 on the fall-back night) is the first
+ * one still ahead of now_ms. Returns 0 when not quiet. */
+int64_t policy_quiet_until_tz(int64_t now_ms, const tz_t *tz, int start_min, int end_min);
+
 typedef struct policy_rules {
     unsigned cap_count;  /* emails per profile within the cap period; 0: no cap */
     int quiet_start_min; /* -1: no quiet hours */
     int quiet_end_min;
-    int default_tz_min; /* UTC offset used when the profile has no usable timezone */
+    int default_tz_min;     /* UTC offset used when the profile has no usable timezone */
+    const tz_t *default_tz; /* quiet_hours.timezone when it names a zone (borrowed);
+                               NULL: default_tz_min */
 } policy_rules_t;
 
 typedef struct policy_facts {
@@ -51,6 +62,9 @@ typedef struct policy_facts {
                                 1 yes, 0 no, -1 never chosen (counts as yes) */
     int64_t recent_emails;   /* emails sent (or being sent) to the profile in the cap period */
     const char *timezone;    /* the profile's "timezone" trait, or NULL */
+    const tz_t *tz;          /* the zone that trait names ("Europe/Berlin"), looked up by the
+                                caller (borrowed); NULL: the trait is read as a fixed UTC
+                                offset, and when it is none the rules' default applies */
 } policy_facts_t;
 
 typedef enum policy_verdict {
@@ -66,7 +80,9 @@ typedef struct policy_decision {
 } policy_decision_t;
 
 /* Decides in this order: endpoint gone, suppression list, topic
- * subscription, quiet hours (defer), frequency cap. The first that applies
+ * subscription, quiet hours (defer), frequency cap. Quiet hours are read in
+ * facts->tz, else in the fixed offset facts->timezone, else in
+ * rules->default_tz, else at rules->default_tz_min. The first that applies
  * wins. The returned reason may point into facts (the suppression reason). */
 policy_decision_t policy_decide(const policy_rules_t *rules, const policy_facts_t *facts,
                                 int64_t now_ms);

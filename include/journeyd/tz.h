@@ -114,4 +114,9 @@ int32_t tz_max_offset(const tz_t *tz);
  * changes than are worth walking. */
 void tz_offset_range(const tz_t *tz, int64_t from, int64_t to, int32_t *min_off, int32_t *max_off);
 
+/* True when name has the form of an IANA zone name: 1..TZ_MAX_NAME bytes of
+ * [A-Za-z0-9_+-/], not starting or ending with '/', without "//" or "..".
+ * NULL is not valid. (Whether the zone exists is for tzdb to say.) */
+bool tz_name_valid(const char *name);
+
 #endif

@@ -20,7 +20,8 @@ def count(tc, sql="SELECT count(*) FROM events"):
 def wait_processed(tc, n_events, timeout=15):
     """Waits until the processor's cursor passed n_events events."""
     harness.wait_until(lambda: count(tc, "SELECT count(*) FROM events e, processor_cursors c "
-                                         "WHERE (e.txid, e.id) <= (c.txid, c.event_id)")
+                                         "WHERE c.name = 'events'"
+                                         " AND (e.txid, e.id) <= (c.txid, c.event_id)")
                        >= n_events, timeout, what=f"{n_events} events processed")
 
 

@@ -218,6 +218,32 @@ class ApiEnrolment(harness.JourneydTestCase):
         self.assertEqual(len(self.smtp.messages()), 1)
 
 
+SEGMENT = """\
+id: vip_hello
+trigger: {segment: vip, on: enter}
+steps:
+  - id: mail
+    send: {connector: email, subject: "Welcome to VIP, {{ profile.name }}", text: "hi"}
+"""
+
+
+class SegmentTrigger(harness.JourneydTestCase):
+    journeys = {"vip.yaml": SEGMENT}
+
+    def test_membership_event_enrols(self):
+        self.journeyd.post("/v1/identify", person("s1"), key=K)
+        for seg in ("other", "vip"):
+            r = self.journeyd.post("/v1/track", {"userId": "s1", "event": "Segment Entered",
+                                                 "properties": {"segment": seg}}, key=K)
+            self.assertEqual(r.status, 200)
+        self.journeyd.post("/v1/track", {"userId": "s1", "event": "Segment Left",
+                                         "properties": {"segment": "vip"}}, key=K)
+        (mail,) = self.smtp.wait_for(1)
+        self.assertEqual(mail.msg["Subject"], "Welcome to VIP, S1")
+        time.sleep(1)
+        self.assertEqual(len(self.smtp.messages()), 1)
+
+
 class TwoProcesses(harness.JourneydTestCase):
     """Two journeyd on one database share waits and the outbox: every step
     fires once."""

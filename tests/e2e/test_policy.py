@@ -6,6 +6,7 @@ import datetime
 import json
 import time
 import unittest
+import zoneinfo
 
 import harness
 from events import send_ok
@@ -175,9 +176,9 @@ class QuietHours(PolicyCase):
         track(self.journeyd, user="night", email="night@example.com")
         # Six hours east, it is daytime for this profile: sent now.
         track(self.journeyd, user="east", email="east@example.com", timezone="+06:00")
-        # A region name is not understood yet: the default (UTC) applies.
+        # A zone that does not exist: the default (UTC) applies.
         track(self.journeyd, user="region", email="region@example.com",
-              timezone="Europe/Berlin")
+              timezone="Mars/Olympus_Mons")
         rows = self.wait_settled(3)
         self.assertEqual(rows, [
             ("night@example.com", "queued", "0", "quiet_hours"),
@@ -195,6 +196,44 @@ class QuietHours(PolicyCase):
         time.sleep(1.5)
         self.assertEqual(self.psql("SELECT count(*) FROM outbox_log WHERE status = 'sending'"),
                          attempts)
+
+
+class QuietHoursInZones(PolicyCase):
+    """quiet_hours.timezone names a zone (Asia/Tokyo); a profile's IANA zone
+    (Europe/Berlin) overrides it; the end is computed in the zone."""
+
+    def setUp(self):
+        tokyo = zoneinfo.ZoneInfo("Asia/Tokyo")
+        now = datetime.datetime.now(tokyo)
+        start = (now - datetime.timedelta(hours=1)).strftime("%H:%M")
+        end_local = (now + datetime.timedelta(hours=1)).replace(second=0, microsecond=0)
+        self.end_utc = end_local.astimezone(datetime.timezone.utc)
+        self.config_extra = {"policy": {"quiet_hours": {
+            "start": start, "end": end_local.strftime("%H:%M"), "timezone": "Asia/Tokyo"}}}
+        super().setUp()
+
+    def test_profile_zone_then_configured_zone(self):
+        # No trait: the configured zone, where it is night now.
+        track(self.journeyd, user="tokyo", email="tokyo@example.com")
+        # Eight hours west of Tokyo it is not quiet: sent at once.
+        track(self.journeyd, user="berlin", email="berlin@example.com",
+              timezone="Europe/Berlin")
+        # An unknown zone: the configured one.
+        track(self.journeyd, user="nowhere", email="nowhere@example.com",
+              timezone="Mars/Olympus_Mons")
+        rows = self.wait_settled(3)
+        self.assertEqual(rows, [
+            ("tokyo@example.com", "queued", "0", "quiet_hours"),
+            ("berlin@example.com", "sent", "1", "accepted (SMTP 250)"),
+            ("nowhere@example.com", "queued", "0", "quiet_hours"),
+        ])
+        (mail,) = self.smtp.expect_exactly(1, quiet=1.0)
+        self.assertEqual(mail.rcpt_tos, ["berlin@example.com"])
+        due = self.psql("SELECT extract(epoch FROM next_attempt_at)::bigint FROM outbox "
+                        "WHERE status = 'queued'")
+        self.assertEqual(len(due), 2)
+        for (epoch,) in due:
+            self.assertLess(abs(int(epoch) - int(self.end_utc.timestamp())), 5, due)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ class WelcomeJourney(harness.JourneydTestCase):
                                key=harness.WRITE_KEY)
         self.assertEqual(r.status, 200, r.body)
         harness.wait_until(lambda: self.psql(
-            "SELECT event_id FROM processor_cursors")[0][0] != "0", 10, what="processed")
+            "SELECT event_id FROM processor_cursors WHERE name = 'events'")[0][0] != "0", 10, what="processed")
         self.assertEqual(self.smtp.messages(), [])
         self.assertEqual(self.psql("SELECT count(*) FROM outbox"), [("0",)])
 

@@ -185,7 +185,7 @@ static void test_full(void)
         CHECK(w->type == CONNECTOR_WEBHOOK);
         CHECK_STR(w->secret, "whsec_abcdef");
         CHECK(w->allow_private);
-        CHECK(w->timeout_ms == 15000 && w->max_concurrency == 16);
+        CHECK(w->timeout_ms == 15000 && w->max_concurrency == 256);
     }
     const config_connector_t *p = config_connector(&cfg, "plain");
     CHECK(p && p->secret == NULL && !p->allow_private && p->timeout_ms == 15000);
@@ -380,7 +380,7 @@ static void test_delivery_policy_tracking(void)
     diag_t d = {0};
     CHECK(load_text(BASE SOURCE, &cfg, &d));
     CHECK(cfg.delivery_retry_base_ms == 5000 && cfg.delivery_lease_ms == 120000);
-    CHECK(cfg.delivery_max_in_flight == 64 && cfg.delivery_poll_ms == 1000);
+    CHECK(cfg.delivery_max_in_flight == 1024 && cfg.delivery_poll_ms == 1000);
     CHECK(cfg.delivery_breaker_failures == 5 && cfg.delivery_breaker_cooldown_ms == 60000);
     CHECK(cfg.policy_cap_count == 0 && cfg.policy_cap_period_ms == 86400000);
     CHECK(cfg.policy_quiet_start_min == -1 && cfg.policy_quiet_end_min == -1);
@@ -421,10 +421,18 @@ static void test_delivery_policy_tracking(void)
     CHECK(cfg.delivery_breaker_failures == 3 && cfg.delivery_breaker_cooldown_ms == 2000);
     CHECK(cfg.policy_cap_count == 3 && cfg.policy_cap_period_ms == 86400000);
     CHECK(cfg.policy_quiet_start_min == 21 * 60 && cfg.policy_quiet_end_min == 8 * 60 + 30);
-    CHECK(cfg.policy_default_tz_min == -330);
+    CHECK(cfg.policy_default_tz_min == -330 && cfg.policy_quiet_timezone == NULL);
     CHECK_STR(cfg.tracking_secret, "0123456789abcdef-tracking");
     CHECK_STR(cfg.tracking_unsubscribe_mailto, "unsub@shop.example");
     CHECK(!cfg.tracking_links && !cfg.tracking_opens);
+    config_free(&cfg);
+
+    /* A zone name for quiet hours, checked against the time zone database. */
+    CHECK(load_text(BASE SOURCE "policy: {quiet_hours: {start: \"21:00\", end: \"08:00\", "
+                                "timezone: Europe/Berlin}}\n",
+                    &cfg, &d));
+    CHECK_STR(cfg.policy_quiet_timezone, "Europe/Berlin");
+    CHECK(cfg.policy_default_tz_min == 0);
     config_free(&cfg);
     diag_free(&d);
 
@@ -444,9 +452,9 @@ static void test_delivery_policy_tracking(void)
     expect_error(BASE SOURCE "policy: {quiet_hours: {start: \"08:00\", end: \"08:00\"}}\n",
                  "5:23: quiet hours must end at another time than they start");
     expect_error(BASE SOURCE "policy: {quiet_hours: {start: \"21:00\", end: \"08:00\", timezone: "
-                             "Europe/Berlin}}\n",
-                 "5:64: expected a UTC offset such as \"+01:00\", \"-05:30\" or \"UTC\", found "
-                 "'Europe/Berlin' (region names are not supported)");
+                             "Europe/Nowhere}}\n",
+                 "5:64: expected a UTC offset such as \"+01:00\" or a time zone name such as "
+                 "\"Europe/Berlin\", found 'Europe/Nowhere' (not in the time zone database)");
     expect_error(BASE SOURCE "tracking: {secret: short}\n",
                  "5:20: the tracking secret must be at least 16 characters long");
     expect_error(BASE SOURCE "tracking: {secret: 0123456789abcdefgh, secret_file: tk}\n",

@@ -1,9 +1,11 @@
 /* Contact policy: clock and offset parsing, quiet hours across midnight and
  * time zones, and the order of decisions. */
+#include <stdio.h>
 #include <string.h>
 
 #include "../support/unit.h"
 #include "journeyd/policy.h"
+#include "journeyd/tzdb.h"
 
 #define MIN  60000LL
 #define HOUR (60 * MIN)
@@ -145,11 +147,83 @@ static void test_decide(void)
     CHECK(d.verdict == POLICY_SEND);
 }
 
+#define SEC 1000LL
+
+static const tz_t *zone(tzdb_t *db, const char *name)
+{
+    char err[256];
+    const tz_t *tz = tzdb_get(db, name, err, sizeof(err));
+    if (!tz)
+        fprintf(stderr, "test_policy: %s\n", err);
+    CHECK(tz != NULL);
+    return tz;
+}
+
+/* Quiet hours in real zones, on the days daylight saving starts and ends
+ * (expected instants computed with Python's zoneinfo). */
+static void test_quiet_until_tz(void)
+{
+    tzdb_t *db = tzdb_new(NULL);
+    const tz_t *berlin = zone(db, "Europe/Berlin"), *ny = zone(db, "America/New_York");
+    if (!berlin || !ny) {
+        tzdb_free(db);
+        return;
+    }
+    int start = 21 * 60, end = 8 * 60;
+    /* Berlin, 2026-03-28 22:30 CET; the clocks go forward in the night:
+     * 08:00 CEST is 06:00 UTC (a fixed +01:00 would say 07:00). */
+    CHECK(policy_quiet_until_tz(1774733400 * SEC, berlin, start, end) == 1774764000 * SEC);
+    /* Berlin, 2026-10-24 22:30 CEST; the clocks go back: 08:00 CET is 07:00 UTC. */
+    CHECK(policy_quiet_until_tz(1792873800 * SEC, berlin, start, end) == 1792911600 * SEC);
+    /* Summer morning: 07:00 CEST is quiet until 08:00 CEST; 08:00 is not. */
+    CHECK(policy_quiet_until_tz(1782882000 * SEC, berlin, start, end) == 1782885600 * SEC);
+    CHECK(policy_quiet_until_tz(1782885600 * SEC, berlin, start, end) == 0);
+    CHECK(policy_quiet_until_tz(1782885600 * SEC - 1, berlin, start, end) == 1782885600 * SEC);
+    /* New York winter: 22:00 EST is quiet until 08:00 EST = 13:00 UTC. */
+    CHECK(policy_quiet_until_tz(1768446000 * SEC, ny, start, end) == 1768482000 * SEC);
+    /* An end the spring-forward gap skips: 21:00-02:30, at 01:00 EST on
+     * 2026-03-08 the wall clock jumps from 02:00 to 03:00 EDT (07:00 UTC),
+     * which is when 02:30 has passed. */
+    CHECK(policy_quiet_until_tz(1772949600 * SEC, ny, start, 150) == 1772953200 * SEC);
+    /* An end shown twice: 21:00-01:30 on 2026-11-01. At 01:00 EDT it ends at
+     * the first 01:30 (EDT, 05:30 UTC); at 01:15 EST, in the repeated hour,
+     * at the second (EST, 06:30 UTC); at 01:45 EDT it is over. */
+    CHECK(policy_quiet_until_tz(1793509200 * SEC, ny, start, 90) == 1793511000 * SEC);
+    CHECK(policy_quiet_until_tz(1793513700 * SEC, ny, start, 90) == 1793514600 * SEC);
+    CHECK(policy_quiet_until_tz(1793511900 * SEC, ny, start, 90) == 0);
+    /* NULL is UTC, and agrees with the offset version. */
+    CHECK(policy_quiet_until_tz(D0 + 22 * HOUR, NULL, start, end) == D0 + DAY + 8 * HOUR);
+    CHECK(policy_quiet_until_tz(D0 + 22 * HOUR, tz_utc(), start, end) ==
+          policy_quiet_until(D0 + 22 * HOUR, 0, start, end));
+    CHECK(policy_quiet_until_tz(D0, berlin, 600, 600) == 0);
+
+    /* policy_decide: the profile's zone, else its offset, else the default zone. */
+    policy_rules_t rules = {.quiet_start_min = start, .quiet_end_min = end, .default_tz = ny};
+    int64_t now = 1774733400 * SEC; /* 21:30 UTC: 22:30 in Berlin, 17:30 in New York */
+    policy_facts_t f = {.is_email = true, .subscribed = -1, .timezone = "Europe/Berlin"};
+    f.tz = berlin;
+    policy_decision_t pd = policy_decide(&rules, &f, now);
+    CHECK(pd.verdict == POLICY_DEFER && pd.until_ms == 1774764000 * SEC);
+    CHECK(pd.reason && strcmp(pd.reason, POLICY_REASON_QUIET_HOURS) == 0);
+    f.tz = NULL;
+    f.timezone = "Mars/Olympus"; /* not a zone the caller found: the default (New York) */
+    CHECK(policy_decide(&rules, &f, now).verdict == POLICY_SEND);
+    f.timezone = "+03:00"; /* 00:30 local: quiet until 08:00 local = 05:00 UTC */
+    pd = policy_decide(&rules, &f, now);
+    CHECK(pd.verdict == POLICY_DEFER && pd.until_ms == (1774733400 + 7 * 3600 + 1800) * SEC);
+    rules.default_tz = berlin;
+    f.timezone = NULL;
+    pd = policy_decide(&rules, &f, now);
+    CHECK(pd.verdict == POLICY_DEFER && pd.until_ms == 1774764000 * SEC);
+    tzdb_free(db);
+}
+
 int main(void)
 {
     test_parse_clock();
     test_parse_offset();
     test_quiet_until();
+    test_quiet_until_tz();
     test_decide();
     return unit_finish("policy");
 }

@@ -1,0 +1,293 @@
+/* The OpenAPI document of the HTTP API (see openapi.h), from a C table. */
+#include "journeyd/openapi.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "journeyd/common.h"
+
+typedef enum auth { AUTH_NONE, AUTH_WRITE, AUTH_ADMIN, AUTH_READ } auth_t;
+
+typedef struct api_param {
+    const char *name;
+    const char *in; /* "path" or "query" */
+    const char *type;
+    bool required;
+    const char *description;
+} api_param_t;
+
+typedef struct api_response {
+    const char *status;
+    const char *description;
+} api_response_t;
+
+typedef struct api_route {
+    const char *method; /* lower case, as OpenAPI writes it */
+    const char *path;
+    const char *operation_id;
+    const char *summary;
+    auth_t auth;
+    bool json_body;
+    api_param_t params[6];
+    api_response_t responses[7];
+} api_route_t;
+
+#define P_LIMIT                                                                                    \
+    {                                                                                              \
+        "limit", "query", "integer", false, "page size, 1-1000 (default 100); more is 400"         \
+    }
+#define P_CURSOR                                                                                   \
+    {                                                                                              \
+        "cursor", "query", "string", false,                                                        \
+            "next_cursor of the previous page (opaque); anything else is 400"                      \
+    }
+#define R_400                                                                                      \
+    {                                                                                              \
+        "400", "invalid_parameter: the response's `field` names the bad input"                     \
+    }
+#define R_401_READ                                                                                 \
+    {                                                                                              \
+        "401", "unauthorized: no key, an unknown key, or a write key"                              \
+    }
+
+#define TRACK_ROUTE(p, id, what)                                                                   \
+    {                                                                                              \
+        "post", p, id, what, AUTH_WRITE, true, {{0}},                                              \
+        {                                                                                          \
+            {"200", "stored (after COMMIT); a repeated messageId stores nothing"},                 \
+                {"400", "invalid_json or invalid_event (errors name the field)"},                  \
+                {"401", "unauthorized"}, {"413", "the body is too large"},                         \
+            {                                                                                      \
+                "503", "the database is away or the queue is full (Retry-After)"                   \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+static const api_route_t ROUTES[] = {
+    TRACK_ROUTE("/v1/identify", "identify", "Record who a user is and their traits"),
+    TRACK_ROUTE("/v1/track", "track", "Record an action of a user"),
+    TRACK_ROUTE("/v1/page", "page", "Record a page view"),
+    TRACK_ROUTE("/v1/screen", "screen", "Record a screen view"),
+    TRACK_ROUTE("/v1/group", "group", "Associate a user with a group"),
+    TRACK_ROUTE("/v1/alias", "alias", "Merge two identities of a user"),
+    TRACK_ROUTE("/v1/batch", "batch", "Several events in one request"),
+    TRACK_ROUTE("/v1/import", "import", "Several events in one request (historical import)"),
+    {"get",
+     "/healthz",
+     "healthz",
+     "The process runs",
+     AUTH_NONE,
+     false,
+     {{0}},
+     {{"200", "{\"status\": \"ok\"}"}}},
+    {"get",
+     "/readyz",
+     "readyz",
+     "Every database connection is up and the schema is current",
+     AUTH_NONE,
+     false,
+     {{0}},
+     {{"200", "ready"}, {"503", "not ready, with a reason"}}},
+    {"get",
+     "/metrics",
+     "metrics",
+     "Prometheus metrics (text format)",
+     AUTH_NONE,
+     false,
+     {{0}},
+     {{"200", "metrics"}}},
+    {"get",
+     "/v1/openapi.json",
+     "openapi",
+     "This document",
+     AUTH_NONE,
+     false,
+     {{0}},
+     {{"200", "the OpenAPI 3 document"}}},
+    {"post",
+     "/v1/journeys/reload",
+     "reloadJourneys",
+     "Reload journeys, forms and segments (all or nothing)",
+     AUTH_ADMIN,
+     false,
+     {{0}},
+     {{"200", "reloaded"},
+      {"401", "unauthorized"},
+      {"422", "invalid_journeys: every file:line:col error; the old set stays"}}},
+    {"post",
+     "/v1/journeys/{id}/enroll",
+     "enrollProfile",
+     "Enrol one profile into a journey whose trigger is api",
+     AUTH_ADMIN,
+     true,
+     {{"id", "path", "string", true, "the journey id"}},
+     {{"202", "enrolled: run_id and profile_id"},
+      {"200", "a repeat of the same Idempotency-Key"},
+      {"400", "invalid_json or invalid_request"},
+      {"401", "unauthorized"},
+      {"404", "journey_not_found or profile_not_found"},
+      {"409", "not_api_journey or already_enrolled"},
+      {"503", "the database is away (Retry-After)"}}},
+    {"get",
+     "/v1/segments",
+     "listSegments",
+     "Every segment with its member count (at most 256 segments, one page)",
+     AUTH_READ,
+     false,
+     {{0}},
+     {{"200", "data: id, name, description, member_count, computed_at, changed_at, computing"},
+      R_401_READ}},
+    {"get",
+     "/v1/segments/{id}",
+     "getSegment",
+     "A segment's definition, member count and last change",
+     AUTH_READ,
+     false,
+     {{"id", "path", "string", true, "the segment id"}},
+     {{"200", "id, definition, member_count, computed_at, changed_at, computing, last_change"},
+      R_400,
+      R_401_READ,
+      {"404", "not_found: no such segment"}}},
+    {"get",
+     "/v1/segments/{id}/members",
+     "listSegmentMembers",
+     "The members of a segment with their traits, by profile id",
+     AUTH_READ,
+     false,
+     {{"id", "path", "string", true, "the segment id"},
+      P_LIMIT,
+      P_CURSOR,
+      {"traits", "query", "string", false,
+       "comma-separated trait names to return (default: every trait)"}},
+     {{"200", "data: profile_id, since, traits; next_cursor (null on the last page)"},
+      R_400,
+      R_401_READ,
+      {"404", "not_found: no such segment"}}},
+    {"get",
+     "/v1/profiles",
+     "findProfile",
+     "A profile found by exactly one identity",
+     AUTH_READ,
+     false,
+     {{"userId", "query", "string", false, "a userId of the profile"},
+      {"anonymousId", "query", "string", false, "an anonymousId of the profile"},
+      {"email", "query", "string", false, "an email of the profile"}},
+     {{"200", "the profile (as GET /v1/profiles/{id})"},
+      R_400,
+      R_401_READ,
+      {"404", "not_found: no profile has that identity"}}},
+    {"get",
+     "/v1/profiles/{id}",
+     "getProfile",
+     "A profile: traits, identities, owner, score, segments, open journey runs with their "
+     "current step, the last 20 events and the last 20 messages with their status",
+     AUTH_READ,
+     false,
+     {{"id", "path", "integer", true, "the profile id (a merged profile answers its survivor)"}},
+     {{"200", "the profile"}, R_400, R_401_READ, {"404", "not_found: no such profile"}}},
+    {"get",
+     "/v1/journeys",
+     "listJourneys",
+     "The loaded journeys: id, name, trigger kind and runs by status",
+     AUTH_READ,
+     false,
+     {{0}},
+     {{"200", "data: id, name, trigger, runs {active, waiting, completed, exited}"}, R_401_READ}},
+    {"get",
+     "/v1/messages",
+     "listMessages",
+     "Messages, newest first, filtered by profile, journey and status",
+     AUTH_READ,
+     false,
+     {{"profile", "query", "integer", false, "a profile id"},
+      {"journey", "query", "string", false, "a journey id"},
+      {"status", "query", "string", false, "queued, sending, sent, retrying, dead or suppressed"},
+      P_LIMIT,
+      P_CURSOR},
+     {{"200", "data: id, profile_id, journey_id, step, kind, connector, recipient, subject, "
+              "status, attempt, last_reason, created_at, sent_at; next_cursor"},
+      R_400,
+      R_401_READ}},
+};
+
+static json_t *operation(const api_route_t *rt)
+{
+    static const char *const tags[] = {"operations", "tracking", "admin", "query"};
+    json_t *op = json_pack("{s:s, s:s, s:[s]}", "operationId", rt->operation_id, "summary",
+                           rt->summary, "tags", tags[rt->auth]);
+    json_t *params = json_array();
+    for (size_t i = 0; i < JD_ARRAY_LEN(rt->params) && rt->params[i].name; i++) {
+        const api_param_t *p = &rt->params[i];
+        json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name", p->name,
+                                                "in", p->in, "required", p->required, "description",
+                                                p->description, "schema", "type", p->type));
+    }
+    if (json_array_size(params))
+        json_object_set_new(op, "parameters", params);
+    else
+        json_decref(params);
+    if (rt->json_body)
+        json_object_set_new(op, "requestBody",
+                            json_pack("{s:b, s:{s:{s:{s:s}}}}", "required", 1, "content",
+                                      "application/json", "schema", "type", "object"));
+    json_t *responses = json_object();
+    for (size_t i = 0; i < JD_ARRAY_LEN(rt->responses) && rt->responses[i].status; i++)
+        json_object_set_new(responses, rt->responses[i].status,
+                            json_pack("{s:s}", "description", rt->responses[i].description));
+    json_object_set_new(op, "responses", responses);
+    switch (rt->auth) {
+    case AUTH_NONE:
+        json_object_set_new(op, "security", json_array());
+        break;
+    case AUTH_WRITE:
+        json_object_set_new(op, "security", json_pack("[{s:[]}]", "writeKey"));
+        break;
+    case AUTH_ADMIN:
+        json_object_set_new(op, "security",
+                            json_pack("[{s:[]}, {s:[]}]", "adminKey", "adminKeyBasic"));
+        break;
+    case AUTH_READ:
+        json_object_set_new(op, "security",
+                            json_pack("[{s:[]}, {s:[]}]", "readKey", "readKeyBasic"));
+        break;
+    }
+    return op;
+}
+
+json_t *openapi_document(void)
+{
+    json_t *paths = json_object();
+    for (size_t i = 0; i < JD_ARRAY_LEN(ROUTES); i++) {
+        json_t *item = json_object_get(paths, ROUTES[i].path);
+        if (!item) {
+            item = json_object();
+            json_object_set_new(paths, ROUTES[i].path, item);
+        }
+        json_object_set_new(item, ROUTES[i].method, operation(&ROUTES[i]));
+    }
+    return json_pack(
+        "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:{s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s},"
+        " s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}, s:{s:s, s:s, s:s}}}}",
+        "openapi", "3.0.3", "info", "title", "journeyd", "version", JOURNEYD_VERSION, "description",
+        "Tracking, journeys and the query API of journeyd (docs/api.md)", "paths", paths,
+        "components", "securitySchemes", "writeKey", "type", "http", "scheme", "basic",
+        "description", "a source's write key as the Basic user name, empty password", "adminKey",
+        "type", "http", "scheme", "bearer", "description",
+        "an admin key: Authorization: Bearer KEY", "adminKeyBasic", "type", "http", "scheme",
+        "basic", "description", "an admin key as the Basic user name", "readKey", "type", "http",
+        "scheme", "bearer", "description",
+        "a read key (read_keys) or an admin key: Authorization: Bearer KEY", "readKeyBasic", "type",
+        "http", "scheme", "basic", "description",
+        "a read key or an admin key as the Basic user name");
+}
+
+static void handle(http_req_t *r, void *arg)
+{
+    (void)arg;
+    http_reply_json(r, 200, openapi_document());
+}
+
+void openapi_register(http_server_t *server)
+{
+    http_server_route(server, "GET", "/v1/openapi.json", "openapi", handle, NULL);
+}

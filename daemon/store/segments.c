@@ -1,0 +1,731 @@
+/* Segment membership kept current (see segments.h). */
+#include "journeyd/segments.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "journeyd/clock.h"
+#include "journeyd/log.h"
+#include "journeyd/metrics.h"
+#include "journeyd/xmalloc.h"
+
+/* Definitions: every segment of the set is written; a changed condition
+ * (hash) starts a full evaluation from profile id 0; segments no longer
+ * defined are dropped with their members. */
+static const char SYNC_SQL[] =
+    "WITH d AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id text, hash text,"
+    "  definition jsonb)),"
+    " gone AS (DELETE FROM segments s WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.id = s.id)"
+    "  RETURNING s.id),"
+    " gm AS (DELETE FROM segment_members m USING gone WHERE m.segment_id = gone.id),"
+    " up AS (INSERT INTO segments (id, hash, definition, compute_from)"
+    "  SELECT id, hash, definition, 0 FROM d"
+    "  ON CONFLICT (id) DO UPDATE SET definition = EXCLUDED.definition, hash = EXCLUDED.hash,"
+    "   compute_from = CASE WHEN segments.hash <> EXCLUDED.hash THEN 0"
+    "    ELSE segments.compute_from END, updated_at = now()"
+    "  RETURNING id, compute_from)"
+    " SELECT (SELECT count(*) FROM up WHERE compute_from IS NOT NULL), (SELECT count(*) FROM gone)";
+
+static const char LOCK_SQL[] = "SELECT txid::text, event_id FROM processor_cursors "
+                               "WHERE name = 'segments' FOR UPDATE SKIP LOCKED";
+
+/* The next events after the cursor, up to where the processor stands (their
+ * profiles are resolved), and the profiles they touched. */
+static const char FETCH_SQL[] =
+    "WITH b AS (SELECT ev.txid, ev.id, ev.source, ev.user_id, ev.anonymous_id FROM events ev"
+    "  WHERE (ev.txid, ev.id) > ($1::xid8, $2::bigint)"
+    "   AND (ev.txid, ev.id) <= (SELECT c.txid, c.event_id FROM processor_cursors c"
+    "                             WHERE c.name = 'events')"
+    "   AND ev.txid < pg_snapshot_xmin(pg_current_snapshot())"
+    "  ORDER BY ev.txid, ev.id LIMIT $3::int),"
+    " l AS (SELECT txid, id FROM b ORDER BY txid DESC, id DESC LIMIT 1)"
+    " SELECT (SELECT count(*) FROM b), (SELECT txid::text FROM l), (SELECT id FROM l),"
+    " (SELECT coalesce(array_agg(DISTINCT i.profile_id), '{}') FROM b JOIN identities i"
+    "   ON (i.kind = 'user_id' AND i.value = b.user_id)"
+    "   OR (i.kind = 'anonymous_id' AND i.value = b.anonymous_id)"
+    "  WHERE b.source <> 'segments')::text";
+
+static const char CURSOR_SQL[] =
+    "UPDATE processor_cursors SET txid = $1::xid8, event_id = $2::bigint, updated_at = now()"
+    " WHERE name = 'segments'";
+
+static const char SWEEP_SQL[] = "UPDATE segments SET compute_from = 0"
+                                " WHERE id = ANY($1::text[]) AND compute_from IS NULL";
+
+static const char PICK_SQL[] = "SELECT id, hash, compute_from FROM segments"
+                               " WHERE compute_from IS NOT NULL";
+
+typedef enum seg_state {
+    SEG_IDLE,     /* nothing in flight */
+    SEG_SYNC,     /* definitions being written */
+    SEG_BEGIN,    /* incremental: BEGIN sent */
+    SEG_LOCK,     /* cursor lock requested */
+    SEG_FETCH,    /* the next events and their profiles requested */
+    SEG_APPLY,    /* one segment re-evaluated for those profiles */
+    SEG_CURSOR,   /* the new cursor sent */
+    SEG_COMMIT,   /* COMMIT sent */
+    SEG_ROLLBACK, /* ROLLBACK sent after a failure */
+    SEG_SWEEP,    /* time-based segments marked for a full evaluation */
+    SEG_PICK,     /* looking for a full evaluation in progress */
+    SEG_COMPUTE,  /* one batch of a full evaluation */
+    SEG_STOPPED,
+} seg_state_t;
+
+struct segments {
+    struct event_base *base;
+    db_t *db;
+    segments_opts_t opts;
+    seg_state_t state;
+    segment_set_t *set;     /* the definitions in force (written to the table) */
+    segment_set_t *pending; /* installed, not yet written */
+    bool have_pending;
+    bool synced; /* some set was written since start */
+    bool kicked;
+    bool compute_pending; /* a full evaluation may be in progress */
+    bool stopping;
+    void (*stopped_cb)(void *);
+    void *stopped_arg;
+    int64_t *last_sweep_us; /* per segment of set */
+    struct event *poll, *retry;
+    /* incremental batch */
+    char cursor_txid[32], cursor_id[32];
+    char *profile_ids; /* array literal */
+    size_t apply_index;
+    unsigned last_batch_rows;
+    /* full-evaluation batch */
+    char compute_from[24], compute_to[24];
+    metric_t *m_entered, *m_left, *m_errors, *m_batches;
+};
+
+static const char *state_name(seg_state_t st)
+{
+    static const char *const names[] = {"idle",  "sync",    "begin",  "lock",     "fetch",
+                                        "apply", "cursor",  "commit", "rollback", "sweep",
+                                        "pick",  "compute", "stopped"};
+    return names[st];
+}
+
+/* The one place the state changes: checks the transition and logs it. */
+static void set_state(segments_t *s, seg_state_t next)
+{
+    static const unsigned allowed[] = {
+        [SEG_IDLE] =
+            1u << SEG_SYNC | 1u << SEG_BEGIN | 1u << SEG_SWEEP | 1u << SEG_PICK | 1u << SEG_STOPPED,
+        [SEG_SYNC] = 1u << SEG_IDLE,
+        [SEG_BEGIN] = 1u << SEG_LOCK | 1u << SEG_ROLLBACK | 1u << SEG_IDLE,
+        [SEG_LOCK] = 1u << SEG_FETCH | 1u << SEG_COMMIT | 1u << SEG_ROLLBACK | 1u << SEG_IDLE,
+        [SEG_FETCH] = 1u << SEG_APPLY | 1u << SEG_CURSOR | 1u << SEG_COMMIT | 1u << SEG_ROLLBACK |
+                      1u << SEG_IDLE,
+        [SEG_APPLY] = 1u << SEG_APPLY | 1u << SEG_CURSOR | 1u << SEG_ROLLBACK | 1u << SEG_IDLE,
+        [SEG_CURSOR] = 1u << SEG_COMMIT | 1u << SEG_ROLLBACK | 1u << SEG_IDLE,
+        [SEG_COMMIT] = 1u << SEG_IDLE,
+        [SEG_ROLLBACK] = 1u << SEG_IDLE,
+        [SEG_SWEEP] = 1u << SEG_IDLE,
+        [SEG_PICK] = 1u << SEG_COMPUTE | 1u << SEG_IDLE,
+        [SEG_COMPUTE] = 1u << SEG_IDLE,
+        [SEG_STOPPED] = 0,
+    };
+    if (!(allowed[s->state] & (1u << next))) {
+        log_error("segments: illegal transition %s -> %s", state_name(s->state), state_name(next));
+        abort(); /* a broken invariant */
+    }
+    log_debug("segments: %s -> %s", state_name(s->state), state_name(next));
+    s->state = next;
+}
+
+static void run(segments_t *s);
+
+static void go_idle(segments_t *s)
+{
+    set_state(s, SEG_IDLE);
+    if (s->stopping) {
+        set_state(s, SEG_STOPPED);
+        if (s->stopped_cb)
+            s->stopped_cb(s->stopped_arg);
+        return;
+    }
+    run(s);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    segments_t *s = arg;
+    s->kicked = true;
+    if (s->state == SEG_IDLE)
+        run(s);
+}
+
+static void on_rolled_back(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    (void)res;
+    go_idle(arg);
+}
+
+/* A failure: roll back an open transaction (if the connection lives) and
+ * try again a second later. */
+static void fail(segments_t *s, const char *what, PGresult *res, bool in_transaction)
+{
+    metric_add(s->m_errors, NULL, 1);
+    log_error("segments: %s failed: %s", what, db_error(res));
+    s->kicked = false;
+    struct timeval tv = {1, 0};
+    evtimer_add(s->retry, &tv);
+    if (in_transaction && res && db_connected(s->db)) {
+        set_state(s, SEG_ROLLBACK);
+        if (db_query(s->db, "ROLLBACK", 0, NULL, on_rolled_back, s))
+            return;
+    }
+    go_idle(s);
+}
+
+/* ---- the statement that re-evaluates one segment ---- */
+
+/* Re-evaluates segment `expr` (a cond_to_sql expression over profiles p) for
+ * a set of profiles: range (a full evaluation) is $3 <= id < $4 with the
+ * condition's hash in $2; otherwise the profiles of the array $2 and those
+ * merged into them. Members are added and removed, each change logged and
+ * written as an event of the profile, the count and the progress of a full
+ * evaluation updated (the segments row only when something changed, for
+ * the incremental path, which runs for every batch of events): all in one
+ * statement. */
+static char *apply_sql(const char *expr, bool range)
+{
+    const char *scope = range ? "p.id >= $3::bigint AND p.id < $4::bigint"
+                              : "(p.id = ANY($2::bigint[]) OR p.merged_into = ANY($2::bigint[]))";
+    const char *progress =
+        range ? ", compute_from = CASE WHEN s.compute_from = $3::bigint AND s.hash = $2 THEN"
+                "  (CASE WHEN $4::bigint > (SELECT coalesce(max(id), 0) FROM profiles) THEN NULL"
+                "   ELSE $4::bigint END) ELSE s.compute_from END,"
+                " computed_at = CASE WHEN s.compute_from = $3::bigint AND s.hash = $2"
+                "  AND $4::bigint > (SELECT coalesce(max(id), 0) FROM profiles) THEN now()"
+                "  ELSE s.computed_at END"
+              : "";
+    return jd_xasprintf(
+        "WITH cand AS (SELECT p.id, (p.merged_into IS NULL AND (%s)) AS member"
+        "  FROM profiles p WHERE %s),"
+        " ins AS (INSERT INTO segment_members (segment_id, profile_id)"
+        "  SELECT $1, id FROM cand WHERE member ON CONFLICT DO NOTHING RETURNING profile_id),"
+        " del AS (DELETE FROM segment_members m USING cand c"
+        "  WHERE m.segment_id = $1 AND m.profile_id = c.id AND NOT c.member"
+        "  RETURNING m.profile_id),"
+        " chg AS (SELECT profile_id, true AS entered FROM ins"
+        "  UNION ALL SELECT profile_id, false FROM del),"
+        " log AS (INSERT INTO segment_changes (segment_id, profile_id, entered)"
+        "  SELECT $1, profile_id, entered FROM chg),"
+        " who AS (SELECT CASE WHEN c.entered THEN 'Segment Entered' ELSE 'Segment Left' END"
+        "   AS name,"
+        "  (SELECT min(i.value) FROM identities i WHERE i.profile_id = c.profile_id"
+        "   AND i.kind = 'user_id') AS uid,"
+        "  (SELECT min(i.value) FROM identities i WHERE i.profile_id = c.profile_id"
+        "   AND i.kind = 'anonymous_id') AS aid,"
+        "  gen_random_uuid()::text AS mid,"
+        "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS ts"
+        "  FROM chg c),"
+        " ev AS (INSERT INTO events (source, message_id, type, event, user_id, anonymous_id, ts,"
+        "   body)"
+        "  SELECT 'segments', mid, 'track', name, uid, CASE WHEN uid IS NULL THEN aid END, now(),"
+        "   jsonb_strip_nulls(jsonb_build_object('type', 'track', 'event', name, 'userId', uid,"
+        "    'anonymousId', CASE WHEN uid IS NULL THEN aid END, 'messageId', mid,"
+        "    'timestamp', ts, 'receivedAt', ts,"
+        "    'properties', jsonb_build_object('segment', $1::text),"
+        "    'context', jsonb_build_object('library',"
+        "      jsonb_build_object('name', 'journeyd-segments'))))"
+        "  FROM who WHERE uid IS NOT NULL OR aid IS NOT NULL),"
+        " upd AS (UPDATE segments s SET member_count = s.member_count"
+        "   + (SELECT count(*) FROM ins) - (SELECT count(*) FROM del),"
+        "  changed_at = CASE WHEN EXISTS (SELECT 1 FROM chg) THEN now() ELSE s.changed_at END,"
+        "  updated_at = now()%s"
+        "  WHERE s.id = $1%s)"
+        " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)",
+        expr, scope, progress, range ? "" : " AND EXISTS (SELECT 1 FROM chg)");
+}
+
+/* Queues the re-evaluation of seg: range (from, to) or the profiles in
+ * ids. Returns false when it could not be queued (logged). */
+static bool queue_apply(segments_t *s, const segment_t *seg, const char *ids, const char *from,
+                        const char *to, db_result_fn cb)
+{
+    bool range = ids == NULL;
+    int next = range ? 5 : 3;
+    char **params = NULL;
+    size_t n_params = 0;
+    char *expr = NULL;
+    diag_t d = {0};
+    if (!cond_to_sql(seg->where, NULL, clock_wall_ms(), &expr, &params, &n_params, &next, &d)) {
+        log_error("segments: segment '%s' cannot be evaluated in the database: %s", seg->id,
+                  d.count ? d.msgs[0] : "?");
+        diag_free(&d);
+        return false;
+    }
+    diag_free(&d);
+    char *sql = apply_sql(expr, range);
+    size_t fixed = range ? 4 : 2;
+    const char **all = jd_xcalloc(fixed + n_params, sizeof(*all));
+    all[0] = seg->id;
+    if (range) {
+        all[1] = seg->hash;
+        all[2] = from;
+        all[3] = to;
+    } else {
+        all[1] = ids;
+    }
+    for (size_t i = 0; i < n_params; i++)
+        all[fixed + i] = params[i];
+    bool queued = db_query(s->db, sql, (int)(fixed + n_params), all, cb, s);
+    free(all);
+    for (size_t i = 0; i < n_params; i++)
+        free(params[i]);
+    free(params);
+    free(sql);
+    free(expr);
+    if (!queued)
+        log_error("segments: cannot queue the evaluation of '%s'", seg->id);
+    return queued;
+}
+
+static void count_changes(segments_t *s, const PGresult *res)
+{
+    if (PQntuples(res) < 1)
+        return;
+    metric_add(s->m_entered, NULL, (double)strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+    metric_add(s->m_left, NULL, (double)strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+}
+
+/* ---- definitions ---- */
+
+static void swap_set(segments_t *s)
+{
+    if (s->set) {
+        segment_set_free(s->set);
+        free(s->set);
+    }
+    s->set = s->pending;
+    s->pending = NULL;
+    s->have_pending = false;
+    free(s->last_sweep_us);
+    size_t n = s->set ? s->set->count : 0;
+    s->last_sweep_us = jd_xcalloc(n ? n : 1, sizeof(*s->last_sweep_us));
+    int64_t now = clock_mono_us();
+    for (size_t i = 0; i < n; i++)
+        s->last_sweep_us[i] = now;
+}
+
+static void on_synced(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    segments_t *s = arg;
+    if (!db_ok(res)) {
+        fail(s, "writing the segment definitions", res, false);
+        return;
+    }
+    swap_set(s);
+    s->synced = true;
+    s->compute_pending = true;
+    s->kicked = true;
+    log_info("segments: %zu definitions in force (%s to compute, %s dropped)",
+             s->set ? s->set->count : 0, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+    go_idle(s);
+}
+
+static void sync_definitions(segments_t *s)
+{
+    json_t *rows = json_array();
+    for (size_t i = 0; s->pending && i < s->pending->count; i++) {
+        const segment_t *seg = s->pending->items[i];
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:O}", "id", seg->id, "hash", seg->hash,
+                                              "definition", seg->definition));
+    }
+    char *text = json_dumps(rows, JSON_COMPACT);
+    json_decref(rows);
+    const char *params[] = {text};
+    set_state(s, SEG_SYNC);
+    bool queued = db_query(s->db, SYNC_SQL, 1, params, on_synced, s);
+    free(text);
+    if (!queued)
+        fail(s, "queueing the segment definitions", NULL, false);
+}
+
+/* ---- incremental: the event log ---- */
+
+static void on_committed(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    segments_t *s = arg;
+    if (!db_ok(res)) {
+        fail(s, "COMMIT", res, false);
+        return;
+    }
+    metric_add(s->m_batches, NULL, 1);
+    if (s->last_batch_rows >= s->opts.batch_events)
+        s->kicked = true; /* more may be waiting */
+    go_idle(s);
+}
+
+static void commit(segments_t *s)
+{
+    set_state(s, SEG_COMMIT);
+    if (!db_query(s->db, "COMMIT", 0, NULL, on_committed, s))
+        fail(s, "queueing COMMIT", NULL, false);
+}
+
+static void on_cursor(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    segments_t *s = arg;
+    if (!db_ok(res)) {
+        fail(s, "moving the segments cursor", res, true);
+        return;
+    }
+    commit(s);
+}
+
+static void write_cursor(segments_t *s)
+{
+    set_state(s, SEG_CURSOR);
+    const char *params[] = {s->cursor_txid, s->cursor_id};
+    if (!db_query(s->db, CURSOR_SQL, 2, params, on_cursor, s))
+        fail(s, "queueing the cursor", NULL, true);
+}
+
+static void apply_next(segments_t *s);
+
+static void on_applied(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    segments_t *s = arg;
+    if (!db_ok(res)) {
+        fail(s, "re-evaluating segments", res, true);
+        return;
+    }
+    count_changes(s, res);
+    s->apply_index++;
+    apply_next(s);
+}
+
+/* Segments in dependency order (segment_set_check), so one that reads
+ * another sees its new members in the same transaction. */
+static void apply_next(segments_t *s)
+{
+    while (s->set && s->apply_index < s->set->count) {
+        set_state(s, SEG_APPLY);
+        if (queue_apply(s, s->set->items[s->apply_index], s->profile_ids, NULL, NULL, on_applied))
+            return;
+        s->apply_index++; /* logged; the others still go */
+    }
+    write_cursor(s);
+}
+
+static void on_fetched(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    segments_t *s = arg;
+    if (!db_ok(res) || PQntuples(res) != 1) {
+        fail(s, "reading events", res, true);
+        return;
+    }
+    s->last_batch_rows = (unsigned)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+    if (s->last_batch_rows == 0) {
+        commit(s);
+        return;
+    }
+    snprintf(s->cursor_txid, sizeof(s->cursor_txid), "%s", PQgetvalue(res, 0, 1));
+    snprintf(s->cursor_id, sizeof(s->cursor_id), "%s", PQgetvalue(res, 0, 2));
+    free(s->profile_ids);
+    s->profile_ids = jd_xstrdup(PQgetvalue(res, 0, 3));
+    s->apply_index = 0;
+    if (!strcmp(s->profile_ids, "{}")) {
+        write_cursor(s); /* only events of this module, or of no profile */
+        return;
+    }
+    apply_next(s);
+}
+
+static void on_locked(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    segments_t *s = arg;
+    if (!db_ok(res)) {
+        fail(s, "locking the segments cursor", res, true);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        /* Another journeyd holds the cursor: let it work, look again later. */
+        s->last_batch_rows = 0;
+        s->kicked = false;
+        struct timeval tv = {0, 200000};
+        evtimer_add(s->retry, &tv);
+        commit(s);
+        return;
+    }
+    snprintf(s->cursor_txid, sizeof(s->cursor_txid), "%s", PQgetvalue(res, 0, 0));
+    snprintf(s->cursor_id, sizeof(s->cursor_id), "%s", PQgetvalue(res, 0, 1));
+    char limit[16];
+    snprintf(limit, sizeof(limit), "%u", s->opts.batch_events);
+    const char *params[] = {s->cursor_txid, s->cursor_id, limit};
+    set_state(s, SEG_FETCH);
+    if (!db_query(s->db, FETCH_SQL, 3, params, on_fetched, s))
+        fail(s, "queueing the fetch", NULL, true);
+}
+
+static void on_begun(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    segments_t *s = arg;
+    if (!db_ok(res)) {
+        fail(s, "BEGIN", res, true);
+        return;
+    }
+    set_state(s, SEG_LOCK);
+    if (!db_query(s->db, LOCK_SQL, 0, NULL, on_locked, s))
+        fail(s, "queueing the cursor lock", NULL, true);
+}
+
+static void begin_incremental(segments_t *s)
+{
+    s->kicked = false;
+    set_state(s, SEG_BEGIN);
+    if (!db_query(s->db, "BEGIN", 0, NULL, on_begun, s))
+        fail(s, "queueing BEGIN", NULL, false);
+}
+
+/* ---- full evaluations and sweeps ---- */
+
+static void on_swept(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    segments_t *s = arg;
+    if (!db_ok(res)) {
+        fail(s, "marking segments for a sweep", res, false);
+        return;
+    }
+    s->compute_pending = true;
+    go_idle(s);
+}
+
+/* Time-based segments whose refresh interval passed, as a text[] literal,
+ * or NULL. Their clocks restart now. */
+static char *due_sweeps(segments_t *s)
+{
+    if (!s->set)
+        return NULL;
+    int64_t now = clock_mono_us();
+    char *list = NULL;
+    for (size_t i = 0; i < s->set->count; i++) {
+        const segment_t *seg = s->set->items[i];
+        if (!seg->time_based || now - s->last_sweep_us[i] < seg->refresh_ms * 1000)
+            continue;
+        s->last_sweep_us[i] = now;
+        char *next = jd_xasprintf("%s%s\"%s\"", list ? list : "", list ? "," : "", seg->id);
+        free(list);
+        list = next;
+    }
+    if (!list)
+        return NULL;
+    char *lit = jd_xasprintf("{%s}", list);
+    free(list);
+    return lit;
+}
+
+static void on_computed(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    segments_t *s = arg;
+    if (!db_ok(res)) {
+        fail(s, "evaluating a segment in full", res, false);
+        return;
+    }
+    count_changes(s, res);
+    go_idle(s); /* the next batch after anything more urgent */
+}
+
+static void on_picked(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    segments_t *s = arg;
+    if (!db_ok(res)) {
+        fail(s, "looking for segments to evaluate", res, false);
+        return;
+    }
+    /* The first segment in dependency order with work left, whose stored
+     * hash is the one this process has (else another process with other
+     * files wrote it: not ours to compute). */
+    const segment_t *pick = NULL;
+    const char *from = NULL;
+    for (size_t i = 0; s->set && i < s->set->count && !pick; i++)
+        for (int r = 0; r < PQntuples(res) && !pick; r++)
+            if (!strcmp(PQgetvalue(res, r, 0), s->set->items[i]->id) &&
+                !strcmp(PQgetvalue(res, r, 1), s->set->items[i]->hash)) {
+                pick = s->set->items[i];
+                from = PQgetvalue(res, r, 2);
+            }
+    if (!pick) {
+        s->compute_pending = false;
+        go_idle(s);
+        return;
+    }
+    long long f = strtoll(from, NULL, 10);
+    snprintf(s->compute_from, sizeof(s->compute_from), "%lld", f);
+    snprintf(s->compute_to, sizeof(s->compute_to), "%lld", f + (long long)s->opts.batch_profiles);
+    set_state(s, SEG_COMPUTE);
+    if (!queue_apply(s, pick, NULL, s->compute_from, s->compute_to, on_computed)) {
+        s->compute_pending = false; /* logged; retried at the next install or sweep */
+        go_idle(s);
+    }
+}
+
+/* ---- the loop ---- */
+
+/* When idle: new definitions first, then the event log (latency matters),
+ * then due sweeps, then one batch of a full evaluation. */
+static void run(segments_t *s)
+{
+    if (s->state != SEG_IDLE || s->stopping || !db_connected(s->db))
+        return;
+    if (s->have_pending) {
+        sync_definitions(s);
+        return;
+    }
+    if (!s->synced)
+        return;
+    if (s->kicked) {
+        begin_incremental(s);
+        return;
+    }
+    char *due = due_sweeps(s);
+    if (due) {
+        const char *params[] = {due};
+        set_state(s, SEG_SWEEP);
+        bool queued = db_query(s->db, SWEEP_SQL, 1, params, on_swept, s);
+        free(due);
+        if (!queued)
+            fail(s, "queueing a sweep", NULL, false);
+        return;
+    }
+    if (s->compute_pending) {
+        set_state(s, SEG_PICK);
+        if (!db_query(s->db, PICK_SQL, 0, NULL, on_picked, s))
+            fail(s, "queueing the pick", NULL, false);
+    }
+}
+
+void segments_kick(segments_t *s)
+{
+    if (s->stopping || s->state == SEG_STOPPED)
+        return;
+    s->kicked = true;
+    run(s);
+}
+
+void segments_install(segments_t *s, segment_set_t *set)
+{
+    if (s->pending) {
+        segment_set_free(s->pending);
+        free(s->pending);
+    }
+    s->pending = set;
+    s->have_pending = true;
+    run(s);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    segments_kick(arg);
+}
+
+static void on_notify(db_t *db, const char *channel, const char *payload, void *arg)
+{
+    (void)db;
+    (void)channel;
+    (void)payload;
+    segments_kick(arg);
+}
+
+static void on_listen(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    (void)arg;
+    if (res && !db_ok(res))
+        log_error("segments: LISTEN failed: %s", db_error(res));
+}
+
+static void on_connect(db_t *db, void *arg)
+{
+    segments_t *s = arg;
+    if (!db_query(db, "LISTEN journeyd_cursor", 0, NULL, on_listen, s))
+        log_error("segments: cannot queue LISTEN");
+    s->compute_pending = true;
+    segments_kick(s);
+}
+
+segments_t *segments_new(struct event_base *base, db_t *db, const segments_opts_t *opts)
+{
+    segments_t *s = jd_xcalloc(1, sizeof(*s));
+    s->base = base;
+    s->db = db;
+    s->opts = *opts;
+    if (s->opts.batch_events == 0)
+        s->opts.batch_events = 1000;
+    if (s->opts.batch_profiles == 0)
+        s->opts.batch_profiles = 5000;
+    if (s->opts.poll_ms <= 0)
+        s->opts.poll_ms = 1000;
+    s->state = SEG_IDLE;
+    s->retry = evtimer_new(base, on_retry, s);
+    s->poll = event_new(base, -1, EV_PERSIST, on_poll, s);
+    struct timeval tv = {.tv_sec = s->opts.poll_ms / 1000,
+                         .tv_usec = (s->opts.poll_ms % 1000) * 1000};
+    event_add(s->poll, &tv);
+    s->m_entered =
+        metric_counter("journeyd_segment_entries_total", "Profiles that entered a segment", NULL);
+    s->m_left =
+        metric_counter("journeyd_segment_exits_total", "Profiles that left a segment", NULL);
+    s->m_errors = metric_counter("journeyd_segments_errors_total",
+                                 "Segment statements that failed and were retried", NULL);
+    s->m_batches = metric_counter("journeyd_segments_batches_total",
+                                  "Incremental segment transactions committed", NULL);
+    db_on_connect(db, on_connect, s);
+    db_on_notify(db, on_notify, s);
+    if (db_connected(db))
+        on_connect(db, s);
+    return s;
+}
+
+void segments_stop(segments_t *s, void (*done)(void *arg), void *arg)
+{
+    s->stopping = true;
+    s->stopped_cb = done;
+    s->stopped_arg = arg;
+    event_del(s->poll);
+    evtimer_del(s->retry);
+    if (s->state == SEG_IDLE) {
+        set_state(s, SEG_STOPPED);
+        if (done)
+            done(arg);
+    }
+}
+
+void segments_free(segments_t *s)
+{
+    if (!s)
+        return;
+    event_free(s->poll);
+    event_free(s->retry);
+    if (s->set) {
+        segment_set_free(s->set);
+        free(s->set);
+    }
+    if (s->pending) {
+        segment_set_free(s->pending);
+        free(s->pending);
+    }
+    free(s->last_sweep_us);
+    free(s->profile_ids);
+    free(s);
+}

@@ -1,0 +1,46 @@
+/*
+ * The query API for CRM front ends (docs/api.md, "Query API"): read-only
+ * routes answered from the database, for a read key or an admin key (a
+ * write key gets 401):
+ *
+ *   GET /v1/segments                     every segment with its count
+ *   GET /v1/segments/{id}                definition, count, last change
+ *   GET /v1/segments/{id}/members        members with their traits (paginated)
+ *   GET /v1/profiles/{id}                a profile: traits, identities, owner,
+ *   GET /v1/profiles?userId=|anonymousId=|email=   score, segments, open
+ *                                        runs, recent events and messages
+ *   GET /v1/journeys                     journeys with runs by status
+ *   GET /v1/messages?profile=&journey=&status=     messages (paginated)
+ *
+ * Lists take `limit` (1-1000, default 100) and `cursor` (opaque, from the
+ * previous page's next_cursor); pages are keyset pages, stable while rows
+ * are added. Bad input answers 400 naming the field.
+ */
+#ifndef JOURNEYD_QUERY_API_H
+#define JOURNEYD_QUERY_API_H
+
+#include "journeyd/db.h"
+#include "journeyd/http.h"
+#include "journeyd/keyring.h"
+#include "journeyd/registry.h"
+
+#define QUERY_LIMIT_DEFAULT 100
+#define QUERY_LIMIT_MAX     1000
+
+typedef struct query_api query_api_t;
+
+/* Everything is borrowed; db is a connection of its own ("query"). */
+query_api_t *query_api_new(db_t *db, const keyring_t *keys, const registry_t *registry);
+/* Registers the routes above; call after journeys_api_register (whose
+ * POST prefix /v1/journeys/ is unaffected). */
+void query_api_register(query_api_t *api, http_server_t *server);
+void query_api_free(query_api_t *api);
+
+/* The opaque cursor of a row id: base64url (no padding) of its decimal
+ * digits. out needs 32 bytes. */
+void query_cursor_encode(long long id, char out[32]);
+/* The id in a cursor; false for anything query_cursor_encode cannot have
+ * produced (bad characters, not digits, out of range). */
+JD_WARN_UNUSED bool query_cursor_decode(const char *cursor, long long *id);
+
+#endif

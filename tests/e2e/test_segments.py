@@ -1,0 +1,506 @@
+"""Segments against the real daemon: definitions in journeys/segments/, the
+full evaluation after start and reload, incremental membership changes from
+events (with the "Segment Entered" / "Segment Left" events they write and a
+journey they trigger), sweeps of time-based conditions, and the query API."""
+
+import base64
+import json
+import os
+import threading
+import time
+import unittest
+
+import harness
+
+K = harness.WRITE_KEY
+ADMIN = harness.ADMIN_KEY
+READ = "testreadkey123"
+
+VIP = """\
+id: vip
+name: VIP customers
+description: pro plan
+where: {trait: plan, eq: pro}
+"""
+
+NEWSLETTER = """\
+id: newsletter
+where:
+  - {trait: newsletter_consent, eq: true}
+  - {trait: email, exists: true}
+"""
+
+VIP_HELLO = """\
+id: vip_hello
+trigger: {segment: vip}
+steps:
+  - id: mail
+    send: {connector: email, subject: "Welcome to VIP, {{ profile.name }}", text: "hi"}
+"""
+
+
+def person(user, **traits):
+    traits.setdefault("email", f"{user}@example.com")
+    traits.setdefault("name", user.title())
+    return {"userId": user, "traits": traits}
+
+
+class SegmentCase(harness.JourneydTestCase):
+    """files: {relative path: YAML}, written to a journeys folder (with its
+    segments/ subfolder) before the daemon starts."""
+    files = {"segments/vip.yaml": VIP, "segments/newsletter.yaml": NEWSLETTER}
+    config_extra = {"read_keys": [READ]}
+
+    def setUp(self):
+        self.folder = harness.make_tmpdir("journeys-")
+        self.addCleanup(harness.remove_tmpdir, self.folder)
+        for name, text in self.files.items():
+            self.write(name, text)
+        self.journeys = self.folder
+        super().setUp()
+
+    def write(self, name, text):
+        path = os.path.join(self.folder, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(path + ".tmp", path)
+
+    def members(self, segment):
+        rows = self.psql("SELECT i.value FROM segment_members m JOIN identities i"
+                         " ON i.profile_id = m.profile_id AND i.kind = 'user_id'"
+                         f" WHERE m.segment_id = '{segment}' ORDER BY 1")
+        return [r[0] for r in rows]
+
+    def wait_members(self, segment, want, timeout=10):
+        harness.wait_until(lambda: self.members(segment) == sorted(want), timeout,
+                           what=f"members of {segment} == {sorted(want)}")
+
+    def identify(self, user, **traits):
+        r = self.journeyd.post("/v1/identify", person(user, **traits), key=K)
+        self.assertEqual(r.status, 200, r.body)
+
+    def read(self, path, key=READ):
+        return self.journeyd.get(path, headers={"Authorization": f"Bearer {key}"})
+
+
+class Membership(SegmentCase):
+    def test_incremental_entry_and_exit(self):
+        self.identify("a", plan="pro")
+        self.identify("b", plan="free", newsletter_consent=True)
+        self.wait_members("vip", ["a"])
+        self.wait_members("newsletter", ["b"])
+        # From the 200 of an identify to the membership change: well under a
+        # second (about 0.1 s here, under the sanitizers).
+        took = []
+        for user, plan, want in (("b", "pro", ["a", "b"]), ("a", "free", ["b"]),
+                                 ("c", "pro", ["b", "c"]), ("c", "free", ["b"])):
+            t0 = time.monotonic()
+            self.identify(user, plan=plan)
+            self.wait_members("vip", want)
+            took.append(time.monotonic() - t0)
+        self.assertLess(sorted(took)[len(took) // 2], 1.0, took)
+        rows = self.psql("SELECT event, user_id, body->'properties'->>'segment', source"
+                         " FROM events WHERE source = 'segments' ORDER BY id")
+        self.assertEqual([tuple(r) for r in rows if r[2] == "vip"],
+                         [("Segment Entered", "a", "vip", "segments"),
+                          ("Segment Entered", "b", "vip", "segments"),
+                          ("Segment Left", "a", "vip", "segments"),
+                          ("Segment Entered", "c", "vip", "segments"),
+                          ("Segment Left", "c", "vip", "segments")])
+        changes = self.psql("SELECT entered FROM segment_changes WHERE segment_id = 'vip'"
+                            " ORDER BY id")
+        self.assertEqual([c[0] for c in changes], ["t", "t", "f", "t", "f"])
+        count = self.psql("SELECT member_count FROM segments WHERE id = 'vip'")[0][0]
+        self.assertEqual(count, "1")
+
+    def test_merged_profiles(self):
+        r = self.journeyd.post("/v1/identify", {"anonymousId": "anon-1",
+                                                "traits": {"plan": "pro"}}, key=K)
+        self.assertEqual(r.status, 200)
+        harness.wait_until(lambda: self.psql("SELECT count(*) FROM segment_members"
+                                             " WHERE segment_id = 'vip'")[0][0] == "1", 10)
+        self.identify("u2", plan="free")
+        # The alias merges the two; u2's traits are newer, so the survivor is
+        # on the free plan and leaves; the merged-away profile is no member.
+        r = self.journeyd.post("/v1/alias", {"userId": "u2", "previousId": "anon-1"}, key=K)
+        self.assertEqual(r.status, 200)
+        harness.wait_until(lambda: self.psql("SELECT count(*) FROM segment_members"
+                                             " WHERE segment_id = 'vip'")[0][0] == "0", 10)
+        left = self.psql("SELECT anonymous_id, user_id FROM events WHERE source = 'segments'"
+                         " AND event = 'Segment Left'")
+        self.assertEqual(len(left), 1)
+        self.assertEqual(self.psql("SELECT member_count FROM segments WHERE id = 'vip'")[0][0],
+                         "0")
+
+    def test_segment_entry_triggers_a_journey(self):
+        self.write("vip_hello.yaml", VIP_HELLO)
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+        self.identify("c", plan="pro", name="Cleo")
+        (mail,) = self.smtp.wait_for(1)
+        self.assertEqual(mail.msg["Subject"], "Welcome to VIP, Cleo")
+        rows = self.psql("SELECT r.journey_id, e.event FROM runs r JOIN events e"
+                         " ON e.id = r.trigger_event_id")
+        self.assertEqual([tuple(x) for x in rows], [("vip_hello", "Segment Entered")])
+        # Another identify that keeps the profile in the segment enrols nobody again.
+        self.identify("c", plan="pro", city="Oslo")
+        time.sleep(1)
+        self.assertEqual(len(self.smtp.messages()), 1)
+
+    def test_full_evaluation_after_reload_and_restart(self):
+        for u, plan in (("a", "pro"), ("b", "free"), ("c", "team")):
+            self.identify(u, plan=plan)
+        self.wait_members("vip", ["a"])
+        # A changed definition is evaluated in full in the background.
+        self.write("segments/vip.yaml", VIP.replace("eq: pro", "in: [pro, team]"))
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("vip", ["a", "c"])
+        # A new segment file is computed after a restart, from profiles stored before.
+        self.journeyd.stop()
+        self.write("segments/free.yaml", "id: free\nwhere: {trait: plan, eq: free}\n")
+        self.journeyd.start()
+        self.wait_members("free", ["b"])
+        self.wait_members("vip", ["a", "c"])
+        row = self.psql("SELECT computed_at IS NOT NULL, compute_from IS NULL, member_count"
+                        " FROM segments WHERE id = 'free'")
+        harness.wait_until(lambda: self.psql("SELECT compute_from IS NULL FROM segments"
+                                             " WHERE id = 'free'")[0][0] == "t", 10)
+        row = self.psql("SELECT computed_at IS NOT NULL, member_count FROM segments"
+                        " WHERE id = 'free'")[0]
+        self.assertEqual(tuple(row), ("t", "1"))
+        entered = self.psql("SELECT count(*) FROM events WHERE source = 'segments'"
+                            " AND event = 'Segment Entered' AND body->'properties'->>'segment'"
+                            " = 'free' AND user_id = 'b'")[0][0]
+        self.assertEqual(entered, "1")
+        # A segment removed from the folder is dropped with its members.
+        os.unlink(os.path.join(self.folder, "segments", "free.yaml"))
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+        harness.wait_until(lambda: self.psql("SELECT count(*) FROM segment_members"
+                                             " WHERE segment_id = 'free'")[0][0] == "0", 10)
+
+    def test_invalid_segment_fails_the_reload_as_a_whole(self):
+        self.write("segments/bad.yaml", "id: bad\nwhere: {trait: plan, equals: pro}\n")
+        self.write("vip_hello.yaml", VIP_HELLO)
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 422, r.body)
+        self.assertTrue(any("bad.yaml:2:" in e for e in r.json["errors"]), r.json)
+        # The journey of the same reload was not installed either.
+        r = self.read("/v1/journeys")
+        self.assertEqual([j["id"] for j in r.json["data"]], [])
+        check = self.journeyd.run_command("check", self.folder)
+        self.assertEqual(check.returncode, 1)
+        self.assertIn("bad.yaml:2:", check.stderr)
+
+
+class Sweep(SegmentCase):
+    files = {"segments/active.yaml": """\
+id: active
+where:
+  event: {name: Logged In, within: 3s}
+  count_gte: 1
+refresh: 1s
+"""}
+
+    def test_time_based_membership_is_swept(self):
+        self.identify("a")
+        r = self.journeyd.post("/v1/track", {"userId": "a", "event": "Logged In"}, key=K)
+        self.assertEqual(r.status, 200)
+        self.wait_members("active", ["a"])
+        # Nothing happens to the profile; its login leaves the window.
+        self.wait_members("active", [], timeout=10)
+        rows = self.psql("SELECT event FROM events WHERE source = 'segments' ORDER BY id")
+        self.assertEqual([r[0] for r in rows], ["Segment Entered", "Segment Left"])
+
+
+SIGNUP = """\
+id: signup
+name: Sign-up follow-up
+trigger: {event: Signed Up}
+steps:
+  - id: hello
+    send: {connector: email, subject: "Hello {{ profile.name }}", text: "hi"}
+  - id: pause
+    wait: 1h
+  - id: again
+    send: {connector: email, subject: "Again", text: "hi"}
+"""
+
+
+def cursor_of(value):
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+class QueryApi(SegmentCase):
+    files = {"segments/vip.yaml": VIP, "segments/newsletter.yaml": NEWSLETTER,
+             "signup.yaml": SIGNUP}
+
+    def bad(self, path, field, key=READ):
+        r = self.read(path, key)
+        self.assertEqual(r.status, 400, (path, r.body))
+        self.assertEqual(r.json["error"], "invalid_parameter", r.json)
+        self.assertEqual(r.json["field"], field, r.json)
+        return r
+
+    def test_keys(self):
+        for path in ("/v1/segments", "/v1/segments/vip", "/v1/segments/vip/members",
+                     "/v1/profiles/1", "/v1/profiles?userId=a", "/v1/journeys", "/v1/messages"):
+            r = self.journeyd.get(path)
+            self.assertEqual(r.status, 401, path)
+            r = self.journeyd.get(path, key=K)  # a write key cannot read
+            self.assertEqual(r.status, 401, path)
+            self.assertIn("write key cannot read", r.json["message"])
+            r = self.read(path, "wrongkey")
+            self.assertEqual(r.status, 401, path)
+            r = self.journeyd.get(path, key=READ)  # Basic works too
+            self.assertIn(r.status, (200, 404), (path, r.body))
+            r = self.read(path, ADMIN)  # admin keys may read
+            self.assertIn(r.status, (200, 404), (path, r.body))
+        # A read key cannot write.
+        r = self.journeyd.post("/v1/journeys/reload", bearer=READ)
+        self.assertEqual(r.status, 401)
+        r = self.journeyd.post("/v1/track", {"userId": "x", "event": "E"}, key=READ)
+        self.assertEqual(r.status, 401)
+
+    def test_segments(self):
+        for u in ("a", "b", "c"):
+            self.identify(u, plan="pro")
+        self.wait_members("vip", ["a", "b", "c"])
+        r = self.read("/v1/segments")
+        self.assertEqual(r.status, 200, r.body)
+        by_id = {s["id"]: s for s in r.json["data"]}
+        self.assertEqual(sorted(by_id), ["newsletter", "vip"])
+        self.assertEqual(by_id["vip"]["member_count"], 3)
+        self.assertEqual(by_id["vip"]["name"], "VIP customers")
+        r = self.read("/v1/segments/vip")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json["definition"]["where"], {"trait": "plan", "eq": "pro"})
+        self.assertEqual(r.json["member_count"], 3)
+        self.assertTrue(r.json["last_change"]["entered"])
+        self.assertIsNotNone(r.json["changed_at"])
+        self.assertEqual(self.read("/v1/segments/nope").status, 404)
+        self.assertEqual(self.read("/v1/segments/nope/members").status, 404)
+        self.assertEqual(self.read("/v1/segments/vip/other").status, 404)
+        self.bad("/v1/segments/bad~id", "id")
+        self.bad("/v1/segments/" + "x" * 65, "id")
+        self.bad("/v1/segments/v.p/members", "id")
+
+    def test_members_pages(self):
+        users = [f"u{i}" for i in range(7)]
+        for u in users:
+            self.identify(u, plan="pro", age=30)
+        self.wait_members("vip", users)
+        seen, cursor, pages = [], None, 0
+        while True:
+            path = "/v1/segments/vip/members?limit=3&traits=plan,email"
+            if cursor:
+                path += "&cursor=" + cursor
+            r = self.read(path)
+            self.assertEqual(r.status, 200, r.body)
+            pages += 1
+            for m in r.json["data"]:
+                self.assertEqual(sorted(m["traits"]), ["email", "plan"])
+                seen.append(m["traits"]["email"])
+            cursor = r.json["next_cursor"]
+            if cursor is None:
+                break
+        self.assertEqual(pages, 3)
+        self.assertEqual(seen, [f"{u}@example.com" for u in users])
+        r = self.read("/v1/segments/vip/members?limit=1000")
+        self.assertEqual(len(r.json["data"]), 7)
+        self.assertIsNone(r.json["next_cursor"])
+        self.assertIn("age", r.json["data"][0]["traits"])
+        # A cursor is the base64url of the last profile id: after the 3rd one.
+        third = r.json["data"][2]["profile_id"]
+        r = self.read("/v1/segments/vip/members?limit=2&cursor=" + cursor_of(third))
+        everyone = self.read("/v1/segments/vip/members").json["data"]
+        self.assertEqual([m["profile_id"] for m in r.json["data"]],
+                         [m["profile_id"] for m in everyone[3:5]])
+        self.bad("/v1/segments/vip/members?limit=1001", "limit")
+        self.bad("/v1/segments/vip/members?limit=0", "limit")
+        self.bad("/v1/segments/vip/members?limit=ten", "limit")
+        for c in ("garbage!", cursor_of("abc"), cursor_of("0"), "", "%00", cursor_of(10 ** 19)):
+            self.bad("/v1/segments/vip/members?cursor=" + c, "cursor")
+        self.bad("/v1/segments/vip/members?traits=a%22b", "traits")
+
+    def test_pagination_stable_under_concurrent_inserts(self):
+        # Members and non-members interleaved by profile id.
+        users = [f"p{i:02d}" for i in range(20)]
+        others = [f"o{i:02d}" for i in range(20)]
+        for u, o in zip(users, others):
+            self.identify(u, plan="pro")
+            self.identify(o, plan="free")
+        self.wait_members("vip", users)
+        errors = []
+
+        def writer():
+            # While pages are read: non-members join (ids among the pages
+            # already read and those to come) and new members appear.
+            for i, o in enumerate(others):
+                for r in (self.journeyd.post("/v1/identify", person(o, plan="pro"), key=K),
+                          self.journeyd.post("/v1/identify", person(f"new{i}", plan="pro"),
+                                             key=K)):
+                    if r.status != 200:
+                        errors.append(r.status)
+                time.sleep(0.02)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            seen, cursor = [], None
+            while True:
+                path = "/v1/segments/vip/members?limit=3&traits=email"
+                if cursor:
+                    path += "&cursor=" + cursor
+                r = self.read(path)
+                self.assertEqual(r.status, 200, r.body)
+                seen += [(m["profile_id"], m["traits"]["email"]) for m in r.json["data"]]
+                cursor = r.json["next_cursor"]
+                if cursor is None:
+                    break
+                time.sleep(0.02)
+        finally:
+            t.join()
+        self.assertEqual(errors, [])
+        ids = [i for i, _ in seen]
+        self.assertEqual(len(ids), len(set(ids)), "a profile appeared twice")
+        self.assertEqual(ids, sorted(ids))
+        emails = {e for _, e in seen}
+        self.assertTrue({f"{u}@example.com" for u in users} <= emails,
+                        "a member present all along was skipped")
+        self.wait_members("vip", users + others + [f"new{i}" for i in range(20)])
+
+    def test_profiles(self):
+        self.identify("ann", plan="pro", newsletter_consent=True, owner="sam@acme.example",
+                      lead_score=42, name="Ann")
+        r = self.journeyd.post("/v1/alias", {"userId": "ann", "previousId": "anon-1"}, key=K)
+        self.assertEqual(r.status, 200)
+        r = self.journeyd.post("/v1/track", {"userId": "ann", "event": "Signed Up",
+                                             "properties": {"plan": "pro"}}, key=K)
+        self.assertEqual(r.status, 200)
+        self.smtp.wait_for(1)
+        self.wait_members("vip", ["ann"])
+        self.wait_members("newsletter", ["ann"])
+        harness.wait_until(lambda: self.psql("SELECT count(*) FROM outbox WHERE status = 'sent'")
+                           [0][0] == "1", 10)
+        r = self.read("/v1/profiles?userId=ann")
+        self.assertEqual(r.status, 200, r.body)
+        p = r.json
+        self.assertEqual(p["traits"]["plan"], "pro")
+        self.assertEqual(p["owner"], "sam@acme.example")
+        self.assertEqual(p["score"], 42)
+        self.assertEqual(sorted((i["kind"], i["value"]) for i in p["identities"]),
+                         [("anonymous_id", "anon-1"), ("email", "ann@example.com"),
+                          ("user_id", "ann")])
+        self.assertEqual([s["id"] for s in p["segments"]], ["newsletter", "vip"])
+        (run,) = p["journeys"]
+        self.assertEqual((run["journey_id"], run["step"], run["status"]),
+                         ("signup", "pause", "waiting"))
+        names = [e["event"] for e in p["recent_events"]]
+        self.assertIn("Signed Up", names)
+        self.assertIn("Segment Entered", names)
+        (msg,) = p["messages"]
+        self.assertEqual((msg["status"], msg["subject"], msg["step"]),
+                         ("sent", "Hello Ann", "hello"))
+        # Every way to name the profile finds the same one.
+        for q in ("anonymousId=anon-1", "email=ann%40example.com"):
+            self.assertEqual(self.read("/v1/profiles?" + q).json["id"], p["id"], q)
+        self.assertEqual(self.read(f"/v1/profiles/{p['id']}").json["traits"], p["traits"])
+        self.assertEqual(self.read("/v1/profiles?userId=nobody").status, 404)
+        self.assertEqual(self.read("/v1/profiles/999999").status, 404)
+        self.bad("/v1/profiles/abc", "id")
+        self.bad("/v1/profiles/-1", "id")
+        self.bad("/v1/profiles/0", "id")
+        self.bad("/v1/profiles/1234567890123456789", "id")
+        self.bad("/v1/profiles", "userId")
+        self.bad("/v1/profiles?userId=a&email=b", "userId")
+        self.bad("/v1/profiles?email=", "email")
+        self.bad("/v1/profiles?userId=" + "x" * 1100, "userId")
+        # Twenty events at most, newest first.
+        for i in range(25):
+            self.journeyd.post("/v1/track", {"userId": "ann", "event": f"E{i}"}, key=K)
+        harness.wait_until(lambda: self.read("/v1/profiles?userId=ann").json["recent_events"][0]
+                           ["event"] == "E24", 10)
+        self.assertEqual(len(self.read("/v1/profiles?userId=ann").json["recent_events"]), 20)
+
+    def test_journeys_and_messages(self):
+        for u in ("a", "b", "c"):
+            r = self.journeyd.post("/v1/track", {"userId": u, "event": "Signed Up",
+                                                 "context": {"traits": {"email": f"{u}@x.example",
+                                                                        "name": u}}}, key=K)
+            self.assertEqual(r.status, 200)
+        self.smtp.wait_for(3)
+        harness.wait_until(lambda: self.psql("SELECT count(*) FROM outbox WHERE status = 'sent'")
+                           [0][0] == "3", 10)
+        r = self.read("/v1/journeys")
+        self.assertEqual(r.status, 200, r.body)
+        (j,) = r.json["data"]
+        self.assertEqual((j["id"], j["name"], j["trigger"]), ("signup", "Sign-up follow-up", "event"))
+        self.assertEqual(j["runs"], {"active": 0, "waiting": 3, "completed": 0, "exited": 0})
+        r = self.read("/v1/messages?limit=2")
+        self.assertEqual(r.status, 200, r.body)
+        first = r.json["data"]
+        self.assertEqual(len(first), 2)
+        self.assertGreater(first[0]["id"], first[1]["id"])  # newest first
+        r = self.read("/v1/messages?limit=2&cursor=" + r.json["next_cursor"])
+        self.assertEqual(len(r.json["data"]), 1)
+        self.assertIsNone(r.json["next_cursor"])
+        ids = [m["id"] for m in first + r.json["data"]]
+        self.assertEqual(len(set(ids)), 3)
+        pid = self.read("/v1/profiles?userId=b").json["id"]
+        r = self.read(f"/v1/messages?profile={pid}&journey=signup&status=sent")
+        (m,) = r.json["data"]
+        self.assertEqual((m["profile_id"], m["recipient"], m["status"]),
+                         (pid, "b@x.example", "sent"))
+        self.assertEqual(self.read("/v1/messages?status=dead").json["data"], [])
+        self.assertEqual(self.read("/v1/messages?journey=other").json["data"], [])
+        self.bad("/v1/messages?status=lost", "status")
+        self.bad("/v1/messages?profile=x1", "profile")
+        self.bad("/v1/messages?journey=a%20b", "journey")
+        self.bad("/v1/messages?limit=5000", "limit")
+        self.bad("/v1/messages?cursor=zz", "cursor")
+
+    def test_openapi(self):
+        r = self.journeyd.get("/v1/openapi.json")
+        self.assertEqual(r.status, 200, r.body)
+        doc = r.json
+        self.assertTrue(doc["openapi"].startswith("3."))
+        ops = [(m.upper(), p, op) for p, item in doc["paths"].items() for m, op in item.items()]
+        self.assertGreaterEqual(len(ops), 20)
+        for route in ("/v1/segments", "/v1/segments/{id}", "/v1/segments/{id}/members",
+                      "/v1/profiles", "/v1/profiles/{id}", "/v1/journeys", "/v1/messages",
+                      "/v1/track", "/v1/journeys/reload", "/v1/journeys/{id}/enroll",
+                      "/healthz", "/readyz", "/metrics", "/v1/openapi.json"):
+            self.assertIn(route, doc["paths"])
+        schemes = doc["components"]["securitySchemes"]
+        # Every listed route answers, with one of the statuses the document lists.
+        self.identify("z", plan="pro")
+        self.wait_members("vip", ["z"])
+        pid = self.read("/v1/profiles?userId=z").json["id"]
+        for method, path, op in ops:
+            url = path.replace("{id}", {"/v1/profiles/{id}": str(pid),
+                                        "/v1/journeys/{id}/enroll": "signup"}.get(path, "vip"))
+            if path == "/v1/profiles":
+                url += "?userId=z"
+            sec = [next(iter(s)) for s in op.get("security", [])]
+            for name in sec:
+                self.assertIn(name, schemes)
+            kw = {}
+            if "writeKey" in sec:
+                kw["key"] = K
+            elif "adminKey" in sec:
+                kw["bearer"] = ADMIN
+            elif "readKey" in sec:
+                kw["bearer"] = READ
+            body = {"userId": "z", "event": "Checked"} if method == "POST" else None
+            r = self.journeyd.request(method, url, body, **kw)
+            self.assertIn(str(r.status), op["responses"], (method, url, r.status, r.body))
+            if sec and "writeKey" not in sec:
+                r = self.journeyd.request(method, url, body, key=K)
+                self.assertEqual(r.status, 401, (method, url))
+
+
+if __name__ == "__main__":
+    unittest.main()
