@@ -855,7 +855,9 @@ static int cmd_serve(int argc, char **argv)
     app.http = http_server_new(app.base, &limits);
     ingest_opts_t iopts = {.flush_ms = app.config.ingest_flush_ms,
                            .batch_rows = app.config.ingest_batch_rows,
-                           .queue_max = app.config.ingest_queue_max};
+                           .queue_max = app.config.ingest_queue_max,
+                           .connections = app.config.ingest_connections,
+                           .conninfo = app.config.db_conninfo};
     app.ingest = ingest_new(app.base, app.db_ingest, &iopts);
     app.ingest_api = ingest_api_new(app.ingest, app.keys, &app.config);
     ingest_api_register(app.ingest_api, app.http);

@@ -11,11 +11,15 @@
 #include "journeyd/runbatch.h"
 #include "journeyd/xmalloc.h"
 
-static const char LOCK_SQL[] = "SELECT txid::text, event_id FROM processor_cursors "
-                               "WHERE name = 'events' FOR UPDATE SKIP LOCKED";
+/* One processor at a time moves the cursor: a transaction-level advisory
+ * lock, which (unlike a row lock) writes nothing, so a look that finds no
+ * new event costs no WAL flush. The cursor is read by the next statement,
+ * whose snapshot is taken after the lock is held. */
+static const char LOCK_SQL[] = "SELECT pg_try_advisory_xact_lock(hashtext('journeyd_processor'))";
 static const char FETCH_SQL[] =
-    "SELECT event_id, event_txid::text, body::text, profile_id, traits::text "
-    "FROM journeyd_process_batch($1::xid8, $2::bigint, $3::int)";
+    "SELECT b.event_id, b.event_txid::text, b.body::text, b.profile_id, b.traits::text"
+    " FROM processor_cursors c, journeyd_process_batch(c.txid, c.event_id, $1::int) b"
+    " WHERE c.name = 'events'";
 static const char RUNS_SQL[] =
     "SELECT " RUNBATCH_RUN_COLUMNS " FROM runs r"
     " WHERE r.profile_id = ANY($1::bigint[]) AND r.status IN ('active', 'waiting')"
@@ -425,7 +429,7 @@ static void on_locked(db_t *db, PGresult *res, void *arg)
         fail(p, "locking the cursor", res);
         return;
     }
-    if (PQntuples(res) == 0) {
+    if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
         /* Another journeyd holds the cursor: let it work, look again later. */
         p->last_batch_rows = 0;
         p->kicked = false;
@@ -434,13 +438,11 @@ static void on_locked(db_t *db, PGresult *res, void *arg)
         commit(p);
         return;
     }
-    snprintf(p->cursor_txid, sizeof(p->cursor_txid), "%s", PQgetvalue(res, 0, 0));
-    snprintf(p->cursor_id, sizeof(p->cursor_id), "%s", PQgetvalue(res, 0, 1));
     char limit[16];
     snprintf(limit, sizeof(limit), "%u", p->opts.batch_size);
-    const char *params[] = {p->cursor_txid, p->cursor_id, limit};
+    const char *params[] = {limit};
     set_state(p, PROC_FETCH);
-    if (!db_query(p->db, FETCH_SQL, 3, params, on_fetched, p))
+    if (!db_query(p->db, FETCH_SQL, 1, params, on_fetched, p))
         fail(p, "queueing the fetch", NULL);
 }
 

@@ -70,6 +70,7 @@ typedef struct config {
     unsigned ingest_batch_rows;  /* default 500 */
     unsigned ingest_queue_max;   /* events waiting for a flush; default 20000 */
     int64_t ingest_retention_ms; /* events older than this are dropped by day; default 90d */
+    unsigned ingest_connections; /* connections writing events in parallel; default 2 */
 
     config_source_t *sources; /* sources: (list) */
     size_t n_sources;
