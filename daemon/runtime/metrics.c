@@ -226,6 +226,14 @@ void metric_set(metric_t *m, const char *const *label_values, double value)
         s->value = value;
 }
 
+void metric_set_all(metric_t *m, double value)
+{
+    if (m->type == METRIC_HISTOGRAM)
+        return;
+    for (size_t i = 0; i < m->n_series; i++)
+        m->order[i]->value = value;
+}
+
 void metric_observe(metric_t *m, const char *const *label_values, double value)
 {
     if (m->type != METRIC_HISTOGRAM || isnan(value))

@@ -14,10 +14,17 @@
 static const char ENSURE_SQL[] =
     "SELECT journeyd_ensure_event_partitions(current_date - 1, current_date + 3)";
 static const char DROP_SQL[] = "SELECT * FROM journeyd_drop_old_event_partitions($1::int)";
+/* Runs waiting, by journey and step, for the journeyd_journey_waiting gauge. */
+static const char WAITING_SQL[] =
+    "SELECT journey_id, coalesce(step_id, ''), count(*) FROM runs WHERE status = 'waiting'"
+    " GROUP BY journey_id, step_id";
 
 struct maintenance {
     db_t *db;
     struct event *tick;
+    struct event *gauge_tick;
+    bool counting;
+    metric_t *m_waiting;
     int64_t retention_days;
     bool running;
     metric_t *m_dropped, *m_errors;
@@ -68,6 +75,33 @@ static void run(maintenance_t *m)
         m->running = false;
 }
 
+static void on_waiting(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    maintenance_t *m = arg;
+    m->counting = false;
+    if (!db_ok(res))
+        return;
+    /* Series of steps no longer waiting drop to 0 rather than vanish. */
+    metric_set_all(m->m_waiting, 0);
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *labels[] = {PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)};
+        metric_set(m->m_waiting, labels, strtod(PQgetvalue(res, i, 2), NULL));
+    }
+}
+
+static void on_gauge_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    maintenance_t *m = arg;
+    if (m->counting || !db_connected(m->db))
+        return;
+    m->counting = true;
+    if (!db_query(m->db, WAITING_SQL, 0, NULL, on_waiting, m))
+        m->counting = false;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -94,6 +128,13 @@ maintenance_t *maintenance_new(struct event_base *base, db_t *db, int64_t retent
                                   "Daily event partitions dropped past retention", NULL);
     m->m_errors = metric_counter("journeyd_maintenance_errors_total",
                                  "Database upkeep runs that failed", NULL);
+    m->m_waiting = metric_gauge("journeyd_journey_waiting",
+                                "Runs waiting (a wait or wait_for), by journey and step; "
+                                "refreshed every 15 s",
+                                "journey,step");
+    m->gauge_tick = event_new(base, -1, EV_PERSIST, on_gauge_tick, m);
+    struct timeval gtv = {15, 0};
+    event_add(m->gauge_tick, &gtv);
     db_on_connect(db, on_connect, m);
     run(m);
     return m;
@@ -104,5 +145,6 @@ void maintenance_free(maintenance_t *m)
     if (!m)
         return;
     event_free(m->tick);
+    event_free(m->gauge_tick);
     free(m);
 }

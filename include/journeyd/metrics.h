@@ -26,6 +26,8 @@ metric_t *metric_histogram(const char *name, const char *help, const char *label
  * Values are escaped on output. */
 void metric_add(metric_t *m, const char *const *label_values, double by);
 void metric_set(metric_t *m, const char *const *label_values, double value);
+/* Sets every existing series of a counter or gauge (a gauge refreshed whole). */
+void metric_set_all(metric_t *m, double value);
 void metric_observe(metric_t *m, const char *const *label_values, double value);
 
 /* Called at the start of every metrics_render, to refresh gauges. */
