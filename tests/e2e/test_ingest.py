@@ -276,6 +276,8 @@ class Partitions(harness.JourneydTestCase):
                            what="partitions created")
         self.journeyd.post("/v1/track", {"userId": "u", "event": "Now"}, key=K)
         self.assertEqual(count(self, "SELECT count(*) FROM events_default"), 0)
+        # The old row below is behind the processor's cursor once "Now" is read.
+        wait_processed(self, 1)
         # An old day past retention, read by the processor, is dropped whole.
         self.psql("SELECT journeyd_ensure_event_partitions('2020-01-01', '2020-01-01')")
         self.psql("INSERT INTO events (source, message_id, type, event, user_id, ts, "
