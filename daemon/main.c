@@ -86,6 +86,9 @@ typedef struct app {
     metric_t *m_reloads, *m_journeys, *m_db_state, *m_db_queue;
 } app_t;
 
+static bool save_versions(app_t *app, db_result_fn done, void *arg);
+static void on_versions_saved(db_t *db, PGresult *res, void *arg);
+
 /* ---- subcommand helpers ---- */
 
 static int usage(FILE *out)
@@ -333,6 +336,8 @@ static bool reload_journeys(app_t *app, const char *via, diag_t *d)
     install_segments(app, fresh_segments);
     if (app->scheduler)
         scheduler_journeys_changed(app->scheduler);
+    if (app->ready_sent && !save_versions(app, on_versions_saved, NULL))
+        log_warn("cannot queue storing the journey versions");
     metric_add(app->m_reloads, (const char *[]){"ok"}, 1);
     metric_set(app->m_journeys, NULL, (double)count);
     log_info("reload (%s): %zu journeys loaded from %s", via, count, app->config.journeys_dir);
@@ -516,15 +521,108 @@ static void start_workers(app_t *app)
     app->segment_defs = NULL;
 }
 
+/* ---- journey versions in the database ---- */
+
+/* Every loaded version is stored with what it was built from, so runs on it
+ * finish on it even after a restart that brings a newer file. */
+static const char VERSIONS_SAVE_SQL[] =
+    "INSERT INTO journey_versions (journey_id, hash, file, source, bundle)"
+    " SELECT journey_id, hash, bundle->>'file', bundle->>'source', bundle"
+    " FROM jsonb_to_recordset($1::jsonb) AS x(journey_id text, hash text, bundle jsonb)"
+    " ON CONFLICT (journey_id, hash) DO NOTHING";
+/* The older versions open runs are still on. */
+static const char VERSIONS_LOAD_SQL[] =
+    "SELECT DISTINCT v.bundle::text FROM runs r JOIN journey_versions v"
+    " ON v.journey_id = r.journey_id AND v.hash = r.journey_hash"
+    " WHERE r.status IN ('active', 'waiting') AND v.bundle IS NOT NULL"
+    " AND NOT (r.journey_hash = ANY ($1::text[]))";
+
+static void on_versions_saved(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    (void)arg;
+    if (res && !db_ok(res))
+        log_warn("storing journey versions failed: %s", db_error(res));
+}
+
+static bool save_versions(app_t *app, db_result_fn done, void *arg)
+{
+    const journey_set_t *set = registry_current(app->registry);
+    json_t *rows = json_array();
+    for (size_t i = 0; i < set->count; i++)
+        if (set->items[i]->bundle)
+            json_array_append_new(rows, json_pack("{s:s, s:s, s:O}", "journey_id",
+                                                  set->items[i]->id, "hash", set->items[i]->hash,
+                                                  "bundle", set->items[i]->bundle));
+    char *text = json_dumps(rows, JSON_COMPACT);
+    json_decref(rows);
+    const char *params[] = {text};
+    bool queued = db_query(app->db_control, VERSIONS_SAVE_SQL, 1, params, done, arg);
+    free(text);
+    return queued;
+}
+
+static void finish_ready(app_t *app)
+{
+    start_workers(app);
+    log_info("ready: database schema is current");
+    if (!sdnotify("READY=1\nSTATUS=serving"))
+        log_warn("sd_notify READY failed");
+}
+
+static void on_old_versions(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    app_t *app = arg;
+    if (!db_ok(res)) {
+        log_warn("reading older journey versions failed: %s", db_error(res));
+    } else {
+        for (int i = 0; i < PQntuples(res); i++) {
+            json_t *bundle = json_loads(PQgetvalue(res, i, 0), 0, NULL);
+            diag_t d = {0};
+            journey_t *j = bundle ? journeys_load_bundle(bundle, &d) : NULL;
+            json_decref(bundle);
+            if (j) {
+                log_info("journey %s: version %.12s kept for the runs still on it", j->id, j->hash);
+                registry_add_version(app->registry, j);
+            } else {
+                log_warn("a stored journey version does not parse (%s); its runs continue on "
+                         "the current version",
+                         d.count ? d.msgs[0] : "unreadable");
+            }
+            diag_free(&d);
+        }
+    }
+    finish_ready(app);
+}
+
+static void on_start_versions_saved(db_t *db, PGresult *res, void *arg)
+{
+    app_t *app = arg;
+    on_versions_saved(db, res, arg);
+    const journey_set_t *set = registry_current(app->registry);
+    size_t cap = set->count * 67 + 3, len = 0;
+    char *hashes = jd_xmalloc(cap);
+    hashes[len++] = '{';
+    for (size_t i = 0; i < set->count; i++)
+        len += (size_t)snprintf(hashes + len, cap - len, "%s%s", i ? "," : "", set->items[i]->hash);
+    snprintf(hashes + len, cap - len, "}");
+    const char *params[] = {hashes};
+    bool queued = db_query(app->db_control, VERSIONS_LOAD_SQL, 1, params, on_old_versions, app);
+    free(hashes);
+    if (!queued)
+        finish_ready(app);
+}
+
 static void announce_ready(app_t *app)
 {
     if (app->ready_sent)
         return;
     app->ready_sent = true;
-    start_workers(app);
-    log_info("ready: database schema is current");
-    if (!sdnotify("READY=1\nSTATUS=serving"))
-        log_warn("sd_notify READY failed");
+    /* Store this set's versions and load the older ones open runs are on,
+     * then start moving runs. */
+    if (!save_versions(app, on_start_versions_saved, app))
+        finish_ready(app);
 }
 
 static void on_schema_status(db_t *db, PGresult *res, void *arg)

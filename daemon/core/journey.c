@@ -620,6 +620,7 @@ void journey_free(journey_t *j)
 {
     if (!j)
         return;
+    json_decref(j->bundle);
     for (size_t i = 0; i < j->n_steps; i++)
         journey_step_free(&j->steps[i]);
     free(j->steps);

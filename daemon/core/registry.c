@@ -44,6 +44,16 @@ void registry_install(registry_t *r, journey_set_t *set)
     set->count = 0;
 }
 
+void registry_add_version(registry_t *r, journey_t *j)
+{
+    if (registry_version(r, j->id, j->hash)) {
+        journey_free(j);
+        return;
+    }
+    r->old = jd_xrealloc(r->old, (r->n_old + 1) * sizeof(*r->old));
+    r->old[r->n_old++] = j;
+}
+
 const journey_set_t *registry_current(const registry_t *r)
 {
     return &r->current;

@@ -43,6 +43,7 @@ static char *read_file(const char *path, size_t max, size_t *len, char **err)
 
 typedef struct template_dir {
     char *dir;
+    json_t *templates; /* path -> text of every template read: the version's bundle */
 } template_dir_t;
 
 /* Template paths are relative to the journey file's folder and may not climb
@@ -58,6 +59,8 @@ static char *read_template(void *ctx, const char *path, size_t *len, char **err)
     char *full = jd_xasprintf("%s/%s", td->dir, path);
     char *text = read_file(full, TEMPLATE_FILE_MAX_BYTES, len, err);
     free(full);
+    if (text && td->templates)
+        json_object_set_new(td->templates, path, json_stringn(text, *len));
     return text;
 }
 
@@ -90,9 +93,13 @@ static bool load_file(const char *path, journey_set_t *set, tzdb_t *tzdb, diag_t
     bool ok = yaml_load_buffer(path, text, len, JOURNEY_FILE_MAX_BYTES, &doc, d);
     if (ok) {
         char *copy = jd_xstrdup(path);
-        template_dir_t td = {.dir = dirname(copy)};
+        template_dir_t td = {.dir = dirname(copy), .templates = json_object()};
         journey_t *j = journey_parse(doc.root, path, text, len, read_template, &td, d);
         free(copy);
+        if (j)
+            j->bundle = json_pack("{s:s, s:s%, s:O}", "file", path, "source", text, len,
+                                  "templates", td.templates);
+        json_decref(td.templates);
         if (!check_timezone(doc.root, tzdb, d) && j) {
             journey_free(j);
             j = NULL;
@@ -177,4 +184,36 @@ bool journeys_check_connectors(const journey_set_t *set, const config_t *config,
         }
     }
     return ok;
+}
+
+/* Templates of a stored bundle, by path. */
+static char *read_bundled(void *ctx, const char *path, size_t *len, char **err)
+{
+    const json_t *t = json_object_get(ctx, path);
+    if (!json_is_string(t)) {
+        *err = jd_xasprintf("template %s is not in the stored version", path);
+        return NULL;
+    }
+    *len = json_string_length(t);
+    return jd_xstrndup(json_string_value(t), *len);
+}
+
+journey_t *journeys_load_bundle(const json_t *bundle, diag_t *d)
+{
+    const char *file = json_string_value(json_object_get(bundle, "file"));
+    const json_t *source = json_object_get(bundle, "source");
+    if (!file || !json_is_string(source)) {
+        diag_add(d, file, 1, 1, "a stored journey version lacks its file or source");
+        return NULL;
+    }
+    node_doc_t doc = {0};
+    journey_t *j = NULL;
+    if (yaml_load_buffer(file, json_string_value(source), json_string_length(source),
+                         JOURNEY_FILE_MAX_BYTES, &doc, d))
+        j = journey_parse(doc.root, file, json_string_value(source), json_string_length(source),
+                          read_bundled, json_object_get(bundle, "templates"), d);
+    node_doc_free(&doc);
+    if (j)
+        j->bundle = json_incref((json_t *)bundle);
+    return j;
 }

@@ -187,7 +187,9 @@ typedef struct journey {
     in_flight_policy_t in_flight;
     journey_step_t *steps;
     size_t n_steps;
-    char hash[65]; /* SHA-256 hex of the file and the templates it reads */
+    char hash[65];  /* SHA-256 hex of the file and the templates it reads */
+    json_t *bundle; /* what the version was built from ({"file", "source", "templates"}),
+                       stored with the version so runs on it survive a restart; may be NULL */
 } journey_t;
 
 /* Reads a template file named in a journey (path relative to the journey's

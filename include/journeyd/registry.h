@@ -17,6 +17,9 @@ registry_t *registry_new(void);
  * empty). Versions replaced stay available by hash. */
 void registry_install(registry_t *r, journey_set_t *set);
 const journey_set_t *registry_current(const registry_t *r);
+/* Adds an older version (loaded from the database after a restart); takes
+ * j over. A version already known is freed. */
+void registry_add_version(registry_t *r, journey_t *j);
 /* The current version of a journey, or NULL. */
 const journey_t *registry_current_of(const registry_t *r, const char *id);
 /* The version with that hash, or NULL when this process never loaded it. */

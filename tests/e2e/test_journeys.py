@@ -244,6 +244,43 @@ class SegmentTrigger(harness.JourneydTestCase):
         self.assertEqual(len(self.smtp.messages()), 1)
 
 
+def versioned(subject, in_flight="keep"):
+    return f"""\
+id: versioned
+in_flight: {in_flight}
+trigger: {{event: Start}}
+steps:
+  - id: pause
+    wait: 3s
+  - id: mail
+    send: {{connector: email, subject: "{subject}", text: "x"}}
+"""
+
+
+class Versions(harness.JourneydTestCase):
+    """Runs in flight finish on the version they started with, across a
+    restart with an edited file, unless the new version says migrate."""
+    journeys = {"versioned.yaml": versioned("old version")}
+
+    def restart_with(self, text):
+        self.journeyd.post("/v1/identify", person("r1"), key=K)
+        self.journeyd.post("/v1/track", {"userId": "r1", "event": "Start"}, key=K)
+        harness.wait_until(lambda: self.psql(
+            "SELECT count(*) FROM runs WHERE status = 'waiting'") == [("1",)], 10, what="waiting")
+        self.journeyd.stop()
+        self.journeyd.write_journey("versioned.yaml", text)
+        self.journeyd.start(migrate=False)
+        (mail,) = self.smtp.wait_for(1, timeout=15)
+        return mail.msg["Subject"]
+
+    def test_keep(self):
+        self.assertEqual(self.restart_with(versioned("new version")), "old version")
+        self.journeyd.wait_log("version [0-9a-f]{12} kept for the runs still on it")
+
+    def test_migrate(self):
+        self.assertEqual(self.restart_with(versioned("new version", "migrate")), "new version")
+
+
 class TwoProcesses(harness.JourneydTestCase):
     """Two journeyd on one database share waits and the outbox: every step
     fires once."""
