@@ -205,6 +205,8 @@ static int cmd_check(int argc, char **argv)
     }
     if (ok && have_config)
         ok = journeys_check_connectors(&set, &c, &d);
+    if (ok)
+        ok = journeys_check_segments(&set, &segments, &d);
     diag_print(&d, stderr);
     if (ok)
         printf("%zu journey%s OK\n", set.count, set.count == 1 ? "" : "s");
@@ -307,6 +309,20 @@ static void install_segments(app_t *app, segment_set_t *set)
     }
 }
 
+/* `journeyd check` refuses a journey naming an undefined segment; the daemon
+ * only warns, since membership may also be kept outside segments/ (the
+ * segment_members table). */
+static void warn_unknown_segments(const journey_set_t *journeys, const segment_set_t *segments)
+{
+    if (!journeys || !segments)
+        return;
+    diag_t d = {0};
+    if (!journeys_check_segments(journeys, segments, &d))
+        for (size_t i = 0; i < d.count; i++)
+            log_warn("%s", d.msgs[i]);
+    diag_free(&d);
+}
+
 /* Builds the new set aside and swaps it in only when all of it is valid;
  * otherwise the old set stays and every problem is logged and left in d. */
 static bool reload_journeys(app_t *app, const char *via, diag_t *d)
@@ -314,6 +330,7 @@ static bool reload_journeys(app_t *app, const char *via, diag_t *d)
     journey_set_t *fresh = load_journeys(app, d);
     form_set_t *fresh_forms = load_forms(app, d);
     segment_set_t *fresh_segments = load_segments(app, d);
+    warn_unknown_segments(fresh, fresh_segments);
     if (!fresh || !fresh_forms || !fresh_segments) {
         free_journeys(fresh);
         free_forms(fresh_forms);
@@ -929,6 +946,7 @@ static int cmd_serve(int argc, char **argv)
         goto done;
     }
     log_info("%zu segments loaded", app.segment_defs->count);
+    warn_unknown_segments(first, app.segment_defs);
     app.registry = registry_new();
     app.tzdb = tzdb_new(NULL);
     size_t n_journeys = first->count;

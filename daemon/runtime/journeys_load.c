@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "journeyd/segment.h"
 #include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
 #include "journeyd/yaml.h"
@@ -216,4 +217,22 @@ journey_t *journeys_load_bundle(const json_t *bundle, diag_t *d)
     if (j)
         j->bundle = json_incref((json_t *)bundle);
     return j;
+}
+
+bool journeys_check_segments(const journey_set_t *set, const segment_set_t *segments, diag_t *d)
+{
+    bool ok = true;
+    for (size_t i = 0; i < set->count; i++) {
+        const journey_t *j = set->items[i];
+        const char *names[] = {j->trigger.segment, j->trigger.audience_segment};
+        for (size_t k = 0; k < JD_ARRAY_LEN(names); k++) {
+            if (!names[k] || segment_set_find(segments, names[k]))
+                continue;
+            diag_add(d, j->file, j->trigger.line, j->trigger.col,
+                     "the trigger names segment '%s', which no file in segments/ defines",
+                     names[k]);
+            ok = false;
+        }
+    }
+    return ok;
 }

@@ -24,6 +24,12 @@ JD_WARN_UNUSED bool journeys_load_path(const char *path, journey_set_t *set, dia
 JD_WARN_UNUSED bool journeys_check_connectors(const journey_set_t *set, const config_t *config,
                                               diag_t *d);
 
+struct segment_set;
+/* Checks that every segment a journey's trigger names (segment trigger,
+ * broadcast audience) is defined. */
+JD_WARN_UNUSED bool journeys_check_segments(const journey_set_t *set,
+                                            const struct segment_set *segments, diag_t *d);
+
 /* Parses a journey version from its stored bundle ({"file", "source",
  * "templates": {path: text}}, as journeys_load_path records it in
  * journey_t.bundle). NULL with the errors in d when it does not parse. */

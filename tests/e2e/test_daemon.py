@@ -146,6 +146,15 @@ class Check(unittest.TestCase):
         self.assertIn(f"{path}:8:16: in template 'subject'", r.stderr)
         self.assertIn(f"{path}:10:5: duplicate step id 's1'", r.stderr)
 
+    def test_unknown_segment(self):
+        tmp = harness.make_tmpdir("check-")
+        self.addCleanup(harness.remove_tmpdir, tmp)
+        with open(os.path.join(tmp, "j.yaml"), "w") as f:
+            f.write("id: j\ntrigger:\n  segment: ghosts\nsteps:\n  - id: e\n    end: true\n")
+        r = self.run_check(tmp)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("j.yaml:3:3: the trigger names segment 'ghosts'", r.stderr)
+
     def test_unknown_connector_with_config(self):
         tmp = harness.make_tmpdir("check-")
         self.addCleanup(harness.remove_tmpdir, tmp)
