@@ -5,6 +5,7 @@ middle of a wait (kill -9), and two processes sharing the work."""
 import datetime
 import os
 import signal
+import subprocess
 import time
 import unittest
 
@@ -255,6 +256,49 @@ steps:
   - id: mail
     send: {{connector: email, subject: "{subject}", text: "x"}}
 """
+
+
+HELLO = """\
+id: hello
+trigger: {event: Hello}
+steps:
+  - id: mail
+    send: {connector: email, subject: "Hello {{ event.properties.n }}", text: "x"}
+"""
+
+
+class LateCommit(harness.JourneydTestCase):
+    """An event whose transaction took its id first but commits last is not
+    skipped: the processor reads below the snapshot horizon."""
+    journeys = {"hello.yaml": HELLO}
+
+    def test_late_committing_event_is_processed(self):
+        self.journeyd.post("/v1/identify", person("lc"), key=K)
+        psql = harness.psql_bin()
+        # A transaction inserts an event (taking the lower id) and commits 3 s later.
+        sql = ("BEGIN; INSERT INTO event_dedup VALUES ('s', 'late', now()); "
+               "INSERT INTO events (source, message_id, type, event, user_id, ts, body) "
+               "VALUES ('s', 'late', 'track', 'Hello', 'lc', now(), "
+               "'{\"type\":\"track\",\"event\":\"Hello\",\"userId\":\"lc\","
+               "\"properties\":{\"n\":1}}'); SELECT pg_sleep(3); COMMIT;")
+        late = subprocess.Popen([psql, "-q", "-d", self.conninfo, "-c", sql],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(late.wait)
+        time.sleep(0.5)
+        # A later event commits first; it waits behind the open transaction
+        # (the horizon), and nothing is skipped when that one commits.
+        self.journeyd.post("/v1/track", {"userId": "lc", "event": "Hello",
+                                         "properties": {"n": 2}}, key=K)
+        time.sleep(1)
+        self.assertEqual(self.smtp.messages(), [])
+        self.assertEqual(late.wait(timeout=20), 0, late.stderr.read())
+        mails = self.smtp.wait_for(2, timeout=15)
+        self.assertEqual(sorted(m.msg["Subject"] for m in mails), ["Hello 1", "Hello 2"])
+        # In log order: the late transaction's event first.
+        order = self.psql("SELECT payload->'email'->>'subject' FROM outbox ORDER BY id")
+        self.assertEqual(order, [("Hello 1",), ("Hello 2",)])
+        ids = self.psql("SELECT message_id FROM events WHERE event = 'Hello' ORDER BY id")
+        self.assertEqual(ids[0], ("late",))   # it had the lower id
 
 
 class Versions(harness.JourneydTestCase):
