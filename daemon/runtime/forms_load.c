@@ -1,17 +1,15 @@
 /* Loading web form definitions from disk (see forms_load.h). */
 #include "journeyd/forms_load.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "journeyd/xmalloc.h"
 #include "journeyd/yaml.h"
+#include "journeyd/yamldir.h"
 
-static bool load_file(const char *path, form_set_t *set, diag_t *d)
+static bool load_file(const char *path, void *ctx, diag_t *d)
 {
+    form_set_t *set = ctx;
     node_doc_t doc = {0};
     if (!yaml_load_file(path, FORM_FILE_MAX_BYTES, &doc, d))
         return false;
@@ -20,96 +18,18 @@ static bool load_file(const char *path, form_set_t *set, diag_t *d)
     return f && form_set_add(set, f, d);
 }
 
-static bool is_yaml(const char *name)
-{
-    size_t n = strlen(name);
-    return name[0] != '.' &&
-           ((n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml")));
-}
-
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static bool load_dir(const char *path, form_set_t *set, diag_t *d)
-{
-    DIR *dir = opendir(path);
-    if (!dir) {
-        diag_add(d, path, 1, 1, "cannot open the folder: %s", strerror(errno));
-        return false;
-    }
-    /* Sorted, so errors and duplicate reports do not depend on the file system. */
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL) {
-        if (!is_yaml(e->d_name))
-            continue;
-        names = jd_xrealloc(names, (n + 1) * sizeof(*names));
-        names[n++] = jd_xstrdup(e->d_name);
-    }
-    closedir(dir);
-    if (n > 1)
-        qsort(names, n, sizeof(*names), compare_names);
-    bool ok = true;
-    for (size_t i = 0; i < n; i++) {
-        char *full = jd_xasprintf("%s/%s", path, names[i]);
-        ok &= load_file(full, set, d);
-        free(full);
-        free(names[i]);
-    }
-    free(names);
-    return ok;
-}
-
 bool forms_load_path(const char *path, form_set_t *set, diag_t *d)
 {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        diag_add(d, path, 1, 1, "cannot read: %s", strerror(errno));
-        return false;
-    }
-    return S_ISDIR(st.st_mode) ? load_dir(path, set, d) : load_file(path, set, d);
+    bool ok = yamldir_load_path(path, load_file, set, d);
+    return ok;
 }
 
 bool forms_load_journeys(const char *journeys_dir, form_set_t *set, diag_t *d)
 {
-    struct stat st;
-    if (stat(journeys_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return true;
-    char *forms = jd_xasprintf("%s/forms", journeys_dir);
-    bool ok = true;
-    if (stat(forms, &st) == 0)
-        ok = forms_load_path(forms, set, d);
-    else if (errno != ENOENT) {
-        diag_add(d, forms, 1, 1, "cannot read: %s", strerror(errno));
-        ok = false;
-    }
-    free(forms);
-    return ok;
+    return yamldir_load_sub(journeys_dir, "forms", load_file, set, d);
 }
 
 bool forms_is_forms_path(const char *path)
 {
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return false;
-    /* The last component (for a folder) or the folder holding the file. */
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    size_t end = n;
-    if (!S_ISDIR(st.st_mode)) {
-        while (end > 0 && path[end - 1] != '/')
-            end--;
-        if (end == 0)
-            return false; /* a bare file name: its folder is the current one */
-        while (end > 1 && path[end - 1] == '/')
-            end--;
-    }
-    size_t start = end;
-    while (start > 0 && path[start - 1] != '/')
-        start--;
-    return end - start == 5 && !strncmp(path + start, "forms", 5);
+    return yamldir_is_named(path, "forms");
 }

@@ -1,7 +1,6 @@
 /* Loading journey files from disk (see journeys_load.h). */
 #include "journeyd/journeys_load.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
 #include "journeyd/yaml.h"
+#include "journeyd/yamldir.h"
 
 /* Reads a whole regular file of at most max bytes; NULL with *err set. */
 static char *read_file(const char *path, size_t max, size_t *len, char **err)
@@ -112,60 +112,22 @@ static bool load_file(const char *path, journey_set_t *set, tzdb_t *tzdb, diag_t
     return ok;
 }
 
-static bool is_yaml(const char *name)
-{
-    size_t n = strlen(name);
-    return name[0] != '.' &&
-           ((n > 5 && !strcmp(name + n - 5, ".yaml")) || (n > 4 && !strcmp(name + n - 4, ".yml")));
-}
+typedef struct load_ctx {
+    journey_set_t *set;
+    tzdb_t *tzdb;
+} load_ctx_t;
 
-static int compare_names(const void *a, const void *b)
+static bool load_one(const char *path, void *arg, diag_t *d)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    load_ctx_t *lc = arg;
+    return load_file(path, lc->set, lc->tzdb, d);
 }
 
 bool journeys_load_path(const char *path, journey_set_t *set, diag_t *d)
 {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        diag_add(d, path, 1, 1, "cannot read: %s", strerror(errno));
-        return false;
-    }
-    tzdb_t *tzdb = tzdb_new(NULL);
-    if (!S_ISDIR(st.st_mode)) {
-        bool ok = load_file(path, set, tzdb, d);
-        tzdb_free(tzdb);
-        return ok;
-    }
-
-    DIR *dir = opendir(path);
-    if (!dir) {
-        diag_add(d, path, 1, 1, "cannot open the folder: %s", strerror(errno));
-        tzdb_free(tzdb);
-        return false;
-    }
-    /* Sorted, so errors and load order do not depend on the file system. */
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL) {
-        if (!is_yaml(e->d_name))
-            continue;
-        names = jd_xrealloc(names, (n + 1) * sizeof(*names));
-        names[n++] = jd_xstrdup(e->d_name);
-    }
-    closedir(dir);
-    if (n > 1)
-        qsort(names, n, sizeof(*names), compare_names);
-    bool ok = true;
-    for (size_t i = 0; i < n; i++) {
-        char *full = jd_xasprintf("%s/%s", path, names[i]);
-        ok &= load_file(full, set, tzdb, d);
-        free(full);
-        free(names[i]);
-    }
-    free(names);
-    tzdb_free(tzdb);
+    load_ctx_t lc = {.set = set, .tzdb = tzdb_new(NULL)};
+    bool ok = yamldir_load_path(path, load_one, &lc, d);
+    tzdb_free(lc.tzdb);
     return ok;
 }
 
