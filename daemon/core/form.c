@@ -18,16 +18,7 @@
 
 static bool valid_id(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > FORM_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
+    return node_valid_id(s, FORM_ID_MAX);
 }
 
 /* A string scalar of at most max bytes, without NUL; NULL (reported) when

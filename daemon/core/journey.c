@@ -30,16 +30,7 @@ const char *journey_kind_word(const node_t *n)
 
 bool journey_valid_id(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > JOURNEY_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
+    return node_valid_id(s, JOURNEY_ID_MAX);
 }
 
 bool journey_string(journey_parser_t *p, const node_t *n, const char *what, size_t max, char **out)

@@ -13,16 +13,7 @@
 
 bool segment_valid_id(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > SEGMENT_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
+    return node_valid_id(s, SEGMENT_ID_MAX);
 }
 
 /* A text scalar of 1..max bytes without NUL, or NULL (reported; *ok false). */

@@ -598,7 +598,7 @@ static void handle_messages(http_req_t *r, void *arg)
                   profile);
         goto done;
     }
-    if (journey && !segment_valid_id(journey)) {
+    if (journey && !node_valid_id(journey, JOURNEY_ID_MAX)) {
         reply_bad(r, "journey", "journey: '%.64s' is not a journey id", journey);
         goto done;
     }

@@ -14,34 +14,6 @@
 #include "journeyd/yaml.h"
 #include "journeyd/yamldir.h"
 
-/* Reads a whole regular file of at most max bytes; NULL with *err set. */
-static char *read_file(const char *path, size_t max, size_t *len, char **err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *err = jd_xasprintf("%s", strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        *err = jd_xstrdup("not a regular file");
-        return NULL;
-    }
-    if ((uint64_t)st.st_size > max) {
-        fclose(f);
-        *err = jd_xasprintf("the file is %lld bytes, more than the %zu allowed",
-                            (long long)st.st_size, max);
-        return NULL;
-    }
-    char *buf = jd_xmalloc((size_t)st.st_size + 1);
-    size_t n = fread(buf, 1, (size_t)st.st_size, f);
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 typedef struct template_dir {
     char *dir;
     json_t *templates; /* path -> text of every template read: the version's bundle */
@@ -58,7 +30,7 @@ static char *read_template(void *ctx, const char *path, size_t *len, char **err)
         return NULL;
     }
     char *full = jd_xasprintf("%s/%s", td->dir, path);
-    char *text = read_file(full, TEMPLATE_FILE_MAX_BYTES, len, err);
+    char *text = yamldir_read_file(full, TEMPLATE_FILE_MAX_BYTES, len, err);
     free(full);
     if (text && td->templates)
         json_object_set_new(td->templates, path, json_stringn(text, *len));
@@ -84,7 +56,7 @@ static bool load_file(const char *path, journey_set_t *set, tzdb_t *tzdb, diag_t
 {
     size_t len = 0;
     char *err = NULL;
-    char *text = read_file(path, JOURNEY_FILE_MAX_BYTES, &len, &err);
+    char *text = yamldir_read_file(path, JOURNEY_FILE_MAX_BYTES, &len, &err);
     if (!text) {
         diag_add(d, path, 1, 1, "cannot read: %s", err);
         free(err);

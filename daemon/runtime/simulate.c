@@ -18,6 +18,7 @@
 #include "journeyd/timefmt.h"
 #include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
+#include "journeyd/yamldir.h"
 
 static const char USAGE[] =
     "usage: journeyd simulate JOURNEY --events FILE [--profiles FILE] [--segments FILE]\n"
@@ -106,35 +107,13 @@ static int usage_error(const char *fmt, ...)
  * frees); NULL with an error "path:1: ..." added to e. */
 static char *read_file(const char *path, size_t max, size_t *len, errs_t *e)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        errs_add(e, path, 1, "cannot read: %s", strerror(errno));
-        return NULL;
+    char *err = NULL;
+    char *text = yamldir_read_file(path, max, len, &err);
+    if (!text) {
+        errs_add(e, path, 1, "cannot read: %s", err);
+        free(err);
     }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        errs_add(e, path, 1, "cannot read: not a regular file");
-        return NULL;
-    }
-    if ((uint64_t)st.st_size > max) {
-        fclose(f);
-        errs_add(e, path, 1, "the file is %lld bytes, more than the %zu allowed",
-                 (long long)st.st_size, max);
-        return NULL;
-    }
-    char *buf = jd_xmalloc((size_t)st.st_size + 1);
-    size_t n = fread(buf, 1, (size_t)st.st_size, f);
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        errs_add(e, path, 1, "cannot read: an I/O error");
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    return text;
 }
 
 /* One JSON value of a file, with the line it starts on. */

@@ -3,6 +3,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -102,4 +104,37 @@ bool yamldir_is_named(const char *path, const char *name)
         start--;
     size_t len = strlen(name);
     return end - start == len && !strncmp(path + start, name, len);
+}
+
+char *yamldir_read_file(const char *path, size_t max, size_t *len, char **err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *err = jd_xasprintf("%s", strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        *err = jd_xstrdup("not a regular file");
+        return NULL;
+    }
+    if ((uint64_t)st.st_size > max) {
+        fclose(f);
+        *err = jd_xasprintf("the file is %lld bytes, more than the %zu allowed",
+                            (long long)st.st_size, max);
+        return NULL;
+    }
+    char *buf = jd_xmalloc((size_t)st.st_size + 1);
+    size_t n = fread(buf, 1, (size_t)st.st_size, f);
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        *err = jd_xstrdup("an I/O error");
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }

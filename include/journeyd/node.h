@@ -73,6 +73,10 @@ JD_WARN_UNUSED bool node_to_size(const node_t *n, uint64_t *out, diag_t *d);
  * Returns false if any was unknown. */
 JD_WARN_UNUSED bool node_check_keys(const node_t *map, const char *const *allowed, diag_t *d);
 
+/* The identifier rule of journeys, steps, forms and segments: 1..max bytes
+ * of letters, digits, '_' and '-'. */
+bool node_valid_id(const char *s, size_t max);
+
 /* diag_add at the node's position. */
 void node_error(diag_t *d, const node_t *n, const char *fmt, ...) JD_PRINTF(3, 4);
 

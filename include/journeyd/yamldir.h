@@ -26,4 +26,8 @@ JD_WARN_UNUSED bool yamldir_load_sub(const char *journeys_dir, const char *sub,
  * "x/forms/a.yaml"). False when path does not exist. */
 bool yamldir_is_named(const char *path, const char *name);
 
+/* Reads a whole regular file of at most max bytes (NUL-terminated, the
+ * caller frees); NULL with *err (malloc'd) saying why. */
+char *yamldir_read_file(const char *path, size_t max, size_t *len, char **err);
+
 #endif
