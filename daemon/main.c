@@ -17,6 +17,9 @@
 #include "journeyd/db.h"
 #include "journeyd/deliver.h"
 #include "journeyd/dispatcher.h"
+#include "journeyd/erasure.h"
+#include "journeyd/erasure_api.h"
+#include "journeyd/export_api.h"
 #include "journeyd/forms_api.h"
 #include "journeyd/forms_load.h"
 #include "journeyd/http.h"
@@ -30,6 +33,7 @@
 #include "journeyd/metrics.h"
 #include "journeyd/migrate.h"
 #include "journeyd/openapi.h"
+#include "journeyd/preview_api.h"
 #include "journeyd/processor.h"
 #include "journeyd/query_api.h"
 #include "journeyd/registry.h"
@@ -39,6 +43,7 @@
 #include "journeyd/segments.h"
 #include "journeyd/segments_load.h"
 #include "journeyd/simulate.h"
+#include "journeyd/stats_api.h"
 #include "journeyd/tracking_api.h"
 #include "journeyd/tzdb.h"
 #include "journeyd/xmalloc.h"
@@ -60,6 +65,18 @@ typedef struct app {
     /* the query API (query_api.h): its own connection */
     db_t *db_query;
     query_api_t *query_api;
+    /* erasure of profiles (erasure.h): its own connection; the routes use db_query */
+    db_t *db_erasure;
+    erasure_t *erasure;
+    erasure_api_t *erasure_api;
+    stats_api_t *stats_api; /* GET /v1/journeys/{id}, on db_query */
+    /* POST /v1/segments/preview: its own connection, so a slow preview
+     * never delays the other query routes */
+    db_t *db_preview;
+    preview_api_t *preview_api;
+    /* streamed exports (export_api.h): their own connection */
+    db_t *db_export;
+    export_api_t *export_api;
     forms_api_t *forms_api;
     db_t *db_control, *db_ingest, *db_processor, *db_dispatcher, *db_maintenance, *db_scheduler;
     /* tracking and unsubscribe (tracking_api.h): its own connection */
@@ -75,12 +92,14 @@ typedef struct app {
     scheduler_t *scheduler;
     dispatcher_t *dispatcher;
     maintenance_t *maintenance;
+    bool workers_started; /* the schema is current and every worker has its connection */
     curl_loop_t *curl;
     struct event *sig_term, *sig_int, *sig_hup, *watchdog, *shutdown_poll;
     bool schema_checked; /* migrations verified once since start */
     bool ready_sent;
     bool stopping;
     bool processor_stopped, dispatcher_stopped, scheduler_stopped, segments_stopped;
+    bool erasure_stopped;
     int64_t shutdown_deadline_polls;
     int exit_code;
     metric_t *m_reloads, *m_journeys, *m_db_state, *m_db_queue;
@@ -390,7 +409,7 @@ static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
     app_t *app = arg;
     bool idle = http_server_pending(app->http) == 0 && ingest_backlog(app->ingest) == 0 &&
                 app->processor_stopped && app->dispatcher_stopped && app->scheduler_stopped &&
-                app->segments_stopped;
+                app->segments_stopped && app->erasure_stopped;
     if (idle) {
         finish_shutdown(app);
         return;
@@ -427,6 +446,11 @@ static void on_segments_stopped(void *arg)
     ((app_t *)arg)->segments_stopped = true;
 }
 
+static void on_erasure_stopped(void *arg)
+{
+    ((app_t *)arg)->erasure_stopped = true;
+}
+
 static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -458,6 +482,10 @@ static void on_stop_signal(evutil_socket_t fd, short what, void *arg)
         segments_stop(app->segments, on_segments_stopped, app);
     else
         app->segments_stopped = true;
+    if (app->erasure)
+        erasure_stop(app->erasure, on_erasure_stopped, app);
+    else
+        app->erasure_stopped = true;
     app->shutdown_deadline_polls = SHUTDOWN_GRACE_S * 20;
     struct timeval tv = {0, 50000};
     event_add(app->shutdown_poll, &tv);
@@ -527,6 +555,9 @@ static void start_workers(app_t *app)
                                .tracking_secret = app->tracking_secret,
                                .tracking_secret_len = app->tracking_secret_len};
     app->dispatcher = dispatcher_new(app->base, app->db_dispatcher, app->curl, &dopts);
+    app->db_erasure = db_open(app->base, "erasure", app->config.db_conninfo);
+    erasure_opts_t eopts = {.owner = owner, .batch_rows = 5000};
+    app->erasure = erasure_new(app->base, app->db_erasure, &eopts);
     free(owner);
     app->db_maintenance = db_open(app->base, "maintenance", app->config.db_conninfo);
     app->maintenance = maintenance_new(app->base, app->db_maintenance,
@@ -582,6 +613,7 @@ static bool save_versions(app_t *app, db_result_fn done, void *arg)
 static void finish_ready(app_t *app)
 {
     start_workers(app);
+    app->workers_started = true;
     log_info("ready: database schema is current");
     if (!sdnotify("READY=1\nSTATUS=serving"))
         log_warn("sd_notify READY failed");
@@ -698,6 +730,13 @@ static void handle_readyz(http_req_t *r, void *arg)
      * that waited for readiness does not meet a 503 on its first event. */
     const char *down = NULL;
     db_foreach(find_down, &down);
+    if (!app->workers_started) {
+        /* The workers open their connections once the schema is known to be
+         * current: until then there is no complete set to check. */
+        http_reply_json(r, 503,
+                        json_pack("{s:s, s:s}", "status", "unavailable", "reason", "starting"));
+        return;
+    }
     if (down) {
         char reason[96];
         snprintf(reason, sizeof(reason), "database connection '%s' is not up", down);
@@ -817,15 +856,17 @@ static keyring_t *build_keyring(const config_t *c)
 static void app_free(app_t *app)
 {
     curl_loop_free(app->curl);
-    db_t *dbs[] = {app->db_control,    app->db_ingest,      app->db_processor,
-                   app->db_dispatcher, app->db_maintenance, app->db_scheduler,
-                   app->db_tracking,   app->db_segments,    app->db_query};
+    db_t *dbs[] = {app->db_control,     app->db_ingest,    app->db_processor, app->db_dispatcher,
+                   app->db_maintenance, app->db_scheduler, app->db_tracking,  app->db_segments,
+                   app->db_query,       app->db_erasure,   app->db_preview,   app->db_export};
     for (size_t i = 0; i < JD_ARRAY_LEN(dbs); i++)
         if (dbs[i])
             db_close(dbs[i]);
     maintenance_free(app->maintenance);
     scheduler_free(app->scheduler);
     segments_free(app->segments);
+    erasure_free(app->erasure);
+    erasure_api_free(app->erasure_api);
     free_segments(app->segment_defs);
     dispatcher_free(app->dispatcher);
     processor_free(app->processor);
@@ -834,6 +875,9 @@ static void app_free(app_t *app)
     ingest_api_free(app->ingest_api);
     journeys_api_free(app->journeys_api);
     query_api_free(app->query_api);
+    stats_api_free(app->stats_api);
+    preview_api_free(app->preview_api);
+    export_api_free(app->export_api);
     forms_api_free(app->forms_api);
     ingest_free(app->ingest);
     http_server_free(app->http);
@@ -995,6 +1039,16 @@ static int cmd_serve(int argc, char **argv)
     app.db_query = db_open(app.base, "query", app.config.db_conninfo);
     app.query_api = query_api_new(app.db_query, app.keys, app.registry);
     query_api_register(app.query_api, app.http);
+    app.erasure_api = erasure_api_new(app.db_query, app.keys);
+    erasure_api_register(app.erasure_api, app.http);
+    app.stats_api = stats_api_new(app.db_query, app.keys, app.registry);
+    stats_api_register(app.stats_api, app.http);
+    app.db_preview = db_open(app.base, "preview", app.config.db_conninfo);
+    app.preview_api = preview_api_new(app.db_preview, app.keys);
+    preview_api_register(app.preview_api, app.http);
+    app.db_export = db_open(app.base, "export", app.config.db_conninfo);
+    app.export_api = export_api_new(app.db_export, app.keys);
+    export_api_register(app.export_api, app.http);
     openapi_register(app.http);
 
     unsigned bound = 0;

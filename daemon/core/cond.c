@@ -736,6 +736,19 @@ cond_t *cond_compile(const node_t *n, diag_t *d)
     return c;
 }
 
+void cond_foreach_segment(const cond_t *c,
+                          void (*fn)(void *arg, const char *segment, unsigned line, unsigned col),
+                          void *arg)
+{
+    if (!c)
+        return;
+    if (c->kind == CK_SEGMENT && c->name)
+        fn(arg, c->name, c->line, c->col);
+    for (size_t i = 0; i < c->n_kids; i++)
+        cond_foreach_segment(c->kids[i], fn, arg);
+    cond_foreach_segment(c->where, fn, arg);
+}
+
 unsigned cond_needs(const cond_t *c)
 {
     if (!c)

@@ -321,13 +321,15 @@ static bool emit_event(sqlgen_t *g, const cond_t *c)
         emit(g, "coalesce((SELECT %s(%s.ts)", c->agg == CA_LAST_BEFORE ? "max" : "min", alias);
         break;
     }
+    /* The profile's ids as arrays (= ANY (ARRAY(...))), so each partition is
+     * probed through events_user / events_anon; with IN (subquery) the
+     * planner scanned every event of that name in the window per profile. */
     emit(g,
          " FROM events %s WHERE %s.event = $%d::text AND %s.ts <= $%d::timestamptz AND"
-         " (%s.user_id IN (SELECT jd_i%d.value FROM identities jd_i%d WHERE jd_i%d.profile_id = "
-         "p.id AND"
-         " jd_i%d.kind = 'user_id') OR %s.anonymous_id IN (SELECT jd_i%d.value FROM identities "
-         "jd_i%d"
-         " WHERE jd_i%d.profile_id = p.id AND jd_i%d.kind = 'anonymous_id'))",
+         " (%s.user_id = ANY (ARRAY(SELECT jd_i%d.value FROM identities jd_i%d WHERE"
+         " jd_i%d.profile_id = p.id AND jd_i%d.kind = 'user_id')) OR %s.anonymous_id = ANY"
+         " (ARRAY(SELECT jd_i%d.value FROM identities jd_i%d WHERE jd_i%d.profile_id = p.id"
+         " AND jd_i%d.kind = 'anonymous_id')))",
          alias, alias, name, alias, now, alias, a, a, a, a, alias, a, a, a, a);
     if (since != INT64_MIN)
         emit(g, " AND %s.ts >= $%d::timestamptz", alias, param_time(g, since));

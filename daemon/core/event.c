@@ -72,6 +72,72 @@ static size_t depth_of(const json_t *v)
     return 0;
 }
 
+/* Bytes of s (n bytes) as Jansson writes it in a string, quotes included:
+ * '"' and backslash and the short control escapes take 2, other control
+ * characters 6 (\u00XX), every other byte 1. */
+static size_t string_size(const char *s, size_t n)
+{
+    size_t size = n + 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+            size += 1;
+        else if (c < 0x20)
+            size += 5;
+    }
+    return size;
+}
+
+/* An upper bound of json_dumpb(v, JSON_COMPACT)'s length, exact but for
+ * reals, counted at the longest %.17g can write (Jansson's format) plus
+ * ".0": serialising an event only to measure it costs more than checking
+ * it, mostly in printf for the reals. v is at most EVENT_MAX_DEPTH deep. */
+static size_t size_bound(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *k;
+        const json_t *child;
+        size_t size = 2 + (json_object_size(v) ? json_object_size(v) - 1 : 0);
+        json_object_foreach((json_t *)v, k, child)
+        {
+            size += string_size(k, strlen(k)) + 1 + size_bound(child);
+        }
+        return size;
+    }
+    case JSON_ARRAY: {
+        size_t i, n = json_array_size(v);
+        const json_t *child;
+        size_t size = 2 + (n ? n - 1 : 0);
+        json_array_foreach(v, i, child)
+        {
+            size += size_bound(child);
+        }
+        return size;
+    }
+    case JSON_STRING:
+        return string_size(json_string_value(v), json_string_length(v));
+    case JSON_INTEGER: {
+        json_int_t x = json_integer_value(v);
+        unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+        size_t digits = 1;
+        while (u >= 10) {
+            u /= 10;
+            digits++;
+        }
+        return digits + (x < 0);
+    }
+    case JSON_REAL:
+        return 26; /* "-1.2345678901234567e-308" and a spare ".0" */
+    case JSON_TRUE:
+    case JSON_NULL:
+        return 4;
+    case JSON_FALSE:
+        return 5;
+    }
+    return 0;
+}
+
 /* An optional string field with a length cap; required ones must be non-empty. */
 static bool check_str(const json_t *in, const char *field, bool required, size_t max,
                       event_error_t *err)
@@ -140,7 +206,7 @@ static void merge_batch_object(json_t *ev, const json_t *batch, const char *fiel
     if (!json_is_object(outer))
         return;
     json_t *inner = json_object_get(ev, field);
-    json_t *merged = json_deep_copy(outer);
+    json_t *merged = json_copy((json_t *)outer); /* shallow: see event_normalize */
     if (json_is_object(inner))
         json_object_update(merged, inner);
     json_object_set_new(ev, field, merged);
@@ -158,7 +224,10 @@ json_t *event_normalize(const json_t *in, event_type_t t, const event_ctx_t *ctx
         refuse(err, "", "the event is nested deeper than %d levels", EVENT_MAX_DEPTH);
         return NULL;
     }
-    size_t size = json_dumpb(in, NULL, 0, JSON_COMPACT);
+    /* The exact size only when the bound is over the limit. */
+    size_t size = size_bound(in);
+    if (size > EVENT_MAX_BYTES)
+        size = json_dumpb(in, NULL, 0, JSON_COMPACT);
     if (size > EVENT_MAX_BYTES) {
         refuse(err, "", "the event is %zu bytes, more than the %d allowed", size, EVENT_MAX_BYTES);
         return NULL;
@@ -213,7 +282,9 @@ json_t *event_normalize(const json_t *in, event_type_t t, const event_ctx_t *ctx
         }
     }
 
-    json_t *ev = json_deep_copy(in);
+    /* Only top-level members change, so a shallow copy suffices: below
+     * the top level ev shares its values with in (see event.h). */
+    json_t *ev = json_copy((json_t *)in);
     json_object_del(ev, "writeKey");
     json_object_set_new(ev, "type", json_string(type_names[t]));
     const char *mid = event_str(in, "messageId");

@@ -100,19 +100,16 @@ static json_t *node_json(const node_t *n)
     return json_null();
 }
 
-static void collect_refs(const cond_t *c, segment_t *s)
+static void add_ref(void *arg, const char *name, unsigned line, unsigned col)
 {
-    if (!c)
-        return;
-    for (size_t i = 0; i < c->n_kids; i++)
-        collect_refs(c->kids[i], s);
-    if (c->kind != CK_SEGMENT || !c->name)
-        return;
+    segment_t *s = arg;
+    (void)line;
+    (void)col;
     for (size_t i = 0; i < s->n_refs; i++)
-        if (!strcmp(s->refs[i], c->name))
+        if (!strcmp(s->refs[i], name))
             return;
     s->refs = jd_xrealloc(s->refs, (s->n_refs + 1) * sizeof(*s->refs));
-    s->refs[s->n_refs++] = jd_xstrdup(c->name);
+    s->refs[s->n_refs++] = jd_xstrdup(name);
 }
 
 static void hash_hex(const char *text, char out[65])
@@ -185,7 +182,7 @@ segment_t *segment_parse(const node_t *root, const char *file, diag_t *d)
                 ok = false;
             }
             s->time_based = (needs & COND_NEEDS_AGGREGATES) != 0;
-            collect_refs(s->where, s);
+            cond_foreach_segment(s->where, add_ref, s);
         }
     }
     if (!ok) {

@@ -120,6 +120,25 @@ void timefmt_format(int64_t ms, char *buf, size_t size)
     int64_t y;
     unsigned m, d;
     timefmt_civil_from_days(days, &y, &m, &d);
-    snprintf(buf, size, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, m, d, rem / 3600,
-             rem / 60 % 60, rem % 60, msec);
+    if (y < 0 || y > 9999 || size < 25) {
+        snprintf(buf, size, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, m, d, rem / 3600,
+                 rem / 60 % 60, rem % 60, msec);
+        return;
+    }
+    /* The common case without snprintf (it is on the ingest path, per event). */
+    int f[] = {(int)y / 100, (int)y % 100, (int)m, (int)d, rem / 3600, rem / 60 % 60, rem % 60};
+    static const char sep[] = {0, 0, '-', '-', 'T', ':', ':'};
+    char *p = buf;
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        if (sep[i])
+            *p++ = sep[i];
+        *p++ = (char)('0' + f[i] / 10);
+        *p++ = (char)('0' + f[i] % 10);
+    }
+    *p++ = '.';
+    *p++ = (char)('0' + msec / 100);
+    *p++ = (char)('0' + msec / 10 % 10);
+    *p++ = (char)('0' + msec % 10);
+    *p++ = 'Z';
+    *p = '\0';
 }

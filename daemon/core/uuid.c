@@ -5,16 +5,41 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Random bytes are drawn a page at a time: one RAND_bytes call per 256
+ * UUIDs instead of one each (the daemon is single-threaded and does not
+ * fork once serving, so the pool is never shared). */
+static unsigned char pool[4096];
+static size_t pool_left;
+
+static void random_16(unsigned char b[16])
+{
+    if (pool_left < 16) {
+        if (RAND_bytes(pool, (int)sizeof(pool)) != 1) {
+            fprintf(stderr, "journeyd: RAND_bytes failed: no randomness available\n");
+            abort();
+        }
+        pool_left = sizeof(pool);
+    }
+    pool_left -= 16;
+    for (size_t i = 0; i < 16; i++) {
+        b[i] = pool[pool_left + i];
+        pool[pool_left + i] = 0; /* a byte handed out is not kept */
+    }
+}
+
 void uuid_v4(char out[37])
 {
+    static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1) {
-        fprintf(stderr, "journeyd: RAND_bytes failed: no randomness available\n");
-        abort();
-    }
+    random_16(b);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    char *p = out;
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 0x0f];
+    }
+    *p = '\0';
 }

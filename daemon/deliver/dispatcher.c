@@ -673,6 +673,8 @@ static bool start_email(send_t *s, const config_connector_t *c, const json_t *pa
         .message = msg,
         .message_len = len,
         .timeout_ms = c->timeout_ms,
+        .require_tls = c->require_tls,
+        .ca_file = c->ca_file,
     };
     bool ok = smtp_send(d->curl, &job, on_sent, s);
     free(msg);

@@ -62,7 +62,14 @@ static void smtp_finish(xfer_t *x, CURLcode rc, deliver_result_t *r)
         return;
     }
     const char *text = xfer_error_text(x, rc);
-    if (code >= 500 && code < 600)
+    /* Refusals of the session rather than of the recipient (authentication
+     * required, refused or too weak, RFC 4954) are the connector's problem:
+     * retried, so nobody's address is suppressed for them. */
+    bool session =
+        rc == CURLE_LOGIN_DENIED || code == 530 || code == 534 || code == 535 || code == 538;
+    if (session)
+        r->outcome = DELIVER_RETRY;
+    else if (code >= 500 && code < 600)
         r->outcome = DELIVER_FAIL;
     else if (code >= 400 && code < 500)
         r->outcome = DELIVER_RETRY;
@@ -141,9 +148,13 @@ bool smtp_send(curl_loop_t *loop, const smtp_job_t *job, deliver_fn fn, void *ar
     curl_easy_setopt(e, CURLOPT_READDATA, x);
     curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)x->payload_len);
     /* STARTTLS when offered; CURLUSESSL_TRY lets a local catcher without TLS
-     * work. require_tls insists on it. smtps:// is TLS regardless. */
+     * work. require_tls insists on it, and so do credentials: a password
+     * never crosses the network in clear. smtps:// is TLS regardless. */
     curl_easy_setopt(e, CURLOPT_USE_SSL,
-                     job->require_tls ? (long)CURLUSESSL_ALL : (long)CURLUSESSL_TRY);
+                     job->require_tls || job->username ? (long)CURLUSESSL_ALL
+                                                       : (long)CURLUSESSL_TRY);
+    if (job->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, job->ca_file);
     if (job->username) {
         curl_easy_setopt(e, CURLOPT_USERNAME, job->username);
         curl_easy_setopt(e, CURLOPT_PASSWORD, job->password ? job->password : "");

@@ -28,7 +28,7 @@ typedef struct api_route {
     const char *summary;
     auth_t auth;
     bool json_body;
-    api_param_t params[6];
+    api_param_t params[8];
     api_response_t responses[7];
 } api_route_t;
 
@@ -163,6 +163,42 @@ static const api_route_t ROUTES[] = {
       R_400,
       R_401_READ,
       {"404", "not_found: no such segment"}}},
+    {"post",
+     "/v1/segments/preview",
+     "previewSegment",
+     "Count and sample of the profiles an ad-hoc condition selects (body: where, sample 0-100, "
+     "timeout_ms 1-5000); nothing is stored",
+     AUTH_ADMIN,
+     true,
+     {{0}},
+     {{"200", "count, sample [{profile_id, traits}], elapsed_ms, timeout_ms"},
+      {"400", "invalid_json, invalid_parameter or invalid_condition: `field` is the JSON path of "
+              "the problem (where.all[1].gt), `errors` every problem"},
+      {"401", "unauthorized: an admin key is required"},
+      {"413", "the body is larger than 64 KiB"},
+      {"429", "too_many_previews: 4 are running (Retry-After)"},
+      {"503", "the database is away (Retry-After)"},
+      {"504", "query_timeout: the condition took longer than timeout_ms"}}},
+    {"get",
+     "/v1/segments/{id}/export",
+     "exportSegmentMembers",
+     "Every member of a segment, streamed as NDJSON or CSV (chunked), by profile id",
+     AUTH_READ,
+     false,
+     {{"id", "path", "string", true, "the segment id"},
+      {"format", "query", "string", false,
+       "ndjson or csv; default: from Accept (text/csv, application/x-ndjson), else ndjson"},
+      {"traits", "query", "string", false,
+       "comma-separated trait names (CSV: one column each); default: every trait (CSV: one "
+       "traits column holding the object as JSON)"}},
+     {{"200",
+       "application/x-ndjson: {profile_id, since, traits} per line; or text/csv: a header row, "
+       "then profile_id, since and the traits. A transfer cut short (no last chunk) is "
+       "incomplete"},
+      R_400,
+      R_401_READ,
+      {"404", "not_found: no such segment (JSON, before any row)"},
+      {"503", "the database is away, or too many exports run (Retry-After)"}}},
     {"get",
      "/v1/profiles",
      "findProfile",
@@ -185,6 +221,33 @@ static const api_route_t ROUTES[] = {
      false,
      {{"id", "path", "integer", true, "the profile id (a merged profile answers its survivor)"}},
      {{"200", "the profile"}, R_400, R_401_READ, {"404", "not_found: no such profile"}}},
+    {"delete",
+     "/v1/profiles/{id}",
+     "eraseProfile",
+     "Erase a person (privacy request): the profile and those merged into it, identities, "
+     "events, runs, messages and memberships are deleted in the background, the identities "
+     "suppressed and later events for them dropped",
+     AUTH_ADMIN,
+     false,
+     {{"id", "path", "integer", true, "the profile id (a merged profile erases its survivor)"}},
+     {{"202", "erasure_id, status (pending or running), status_url; Location header. A profile "
+              "with an erasure pending or running answers that one"},
+      R_400,
+      {"401", "unauthorized: no key, an unknown key, a read key or a write key"},
+      {"404", "not_found: no such profile"},
+      {"503", "the database is away (Retry-After)"}}},
+    {"get",
+     "/v1/erasures/{id}",
+     "getErasure",
+     "The status of an erasure and the counts of deleted rows",
+     AUTH_READ,
+     false,
+     {{"id", "path", "integer", true, "the erasure id"}},
+     {{"200", "erasure_id, profile_id, status (pending, running, done, failed), step, counts, "
+              "error, requested_at, started_at, finished_at, status_url"},
+      R_400,
+      R_401_READ,
+      {"404", "not_found: no such erasure"}}},
     {"get",
      "/v1/journeys",
      "listJourneys",
@@ -194,14 +257,31 @@ static const api_route_t ROUTES[] = {
      {{0}},
      {{"200", "data: id, name, trigger, runs {active, waiting, completed, exited}"}, R_401_READ}},
     {"get",
+     "/v1/journeys/{id}",
+     "getJourney",
+     "A journey's definition (name, version, trigger, steps in order with their kind) and its "
+     "statistics: runs and, per step, entered, active, waiting, completed, exited by reason, "
+     "converted; per send step, messages sent, opened, clicked, bounced, unsubscribed",
+     AUTH_READ,
+     false,
+     {{"id", "path", "string", true, "the journey id"}},
+     {{"200", "id, name, version, trigger, loaded, runs, steps"},
+      R_400,
+      R_401_READ,
+      {"404", "not_found: a journey neither loaded nor stored"},
+      {"503", "the database is away (Retry-After)"}}},
+    {"get",
      "/v1/messages",
      "listMessages",
-     "Messages, newest first, filtered by profile, journey and status",
+     "Messages, newest first, filtered by profile, journey, status and time",
      AUTH_READ,
      false,
      {{"profile", "query", "integer", false, "a profile id"},
       {"journey", "query", "string", false, "a journey id"},
       {"status", "query", "string", false, "queued, sending, sent, retrying, dead or suppressed"},
+      {"since", "query", "string", false,
+       "created at or after this ISO 8601 time (2026-11-23T09:30:00Z or 2026-11-23)"},
+      {"until", "query", "string", false, "created before this ISO 8601 time"},
       P_LIMIT,
       P_CURSOR},
      {{"200", "data: id, profile_id, journey_id, step, kind, connector, recipient, subject, "

@@ -11,6 +11,7 @@
 #include "journeyd/journeys_api.h"
 #include "journeyd/log.h"
 #include "journeyd/segment.h"
+#include "journeyd/timefmt.h"
 #include "journeyd/xmalloc.h"
 
 #define QUERY_MAX_STRING 1024 /* an identity or filter value */
@@ -69,8 +70,8 @@ static const char PROFILE_SQL[] =
     "   'event', e.event, 'timestamp', e.ts, 'source', e.source,"
     "   'properties', e.body -> 'properties') ORDER BY e.ts DESC, e.id DESC), '[]')"
     "   FROM (SELECT ev.id, ev.type, ev.event, ev.ts, ev.source, ev.body FROM events ev"
-    "    WHERE ev.user_id IN (SELECT value FROM ids WHERE kind = 'user_id')"
-    "       OR ev.anonymous_id IN (SELECT value FROM ids WHERE kind = 'anonymous_id')"
+    "    WHERE ev.user_id = ANY (ARRAY(SELECT value FROM ids WHERE kind = 'user_id'))"
+    "       OR ev.anonymous_id = ANY (ARRAY(SELECT value FROM ids WHERE kind = 'anonymous_id'))"
     "    ORDER BY ev.ts DESC, ev.id DESC LIMIT 20) e),"
     " 'messages', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', o.id,"
     "   'journey_id', o.journey_id, 'step', o.step_id, 'kind', o.kind, 'connector', o.connector,"
@@ -91,13 +92,16 @@ static const char JOURNEY_RUNS_SQL[] =
     " GROUP BY journey_id) y";
 
 /* $1 profile, $2 journey, $3 status (each NULL: any), $4 before this id
- * (NULL: from the newest), $5 limit. */
+ * (NULL: from the newest), $5 limit, $6 created at or after, $7 created
+ * before (ms since the epoch; NULL: unbounded). */
 static const char MESSAGES_SQL[] =
     "WITH page AS (SELECT o.* FROM outbox o"
     "  WHERE ($1::bigint IS NULL OR o.profile_id = $1::bigint)"
     "   AND ($2::text IS NULL OR o.journey_id = $2::text)"
     "   AND ($3::text IS NULL OR o.status = $3::text)"
     "   AND ($4::bigint IS NULL OR o.id < $4::bigint)"
+    "   AND ($6::bigint IS NULL OR o.created_at >= to_timestamp($6::bigint / 1000.0))"
+    "   AND ($7::bigint IS NULL OR o.created_at < to_timestamp($7::bigint / 1000.0))"
     "  ORDER BY o.id DESC LIMIT $5::int + 1),"
     " shown AS (SELECT * FROM page ORDER BY id DESC LIMIT $5::int)"
     " SELECT (SELECT coalesce(jsonb_agg(jsonb_build_object('id', o.id, 'profile_id', o.profile_id,"
@@ -187,32 +191,20 @@ bool query_cursor_decode(const char *cursor, long long *id)
 
 /* ---- requests ---- */
 
-static void reply_bad(http_req_t *r, const char *field, const char *fmt, ...) JD_PRINTF(3, 4);
-
-/* Answers 400 naming the field that is wrong. */
-static void reply_bad(http_req_t *r, const char *field, const char *fmt, ...)
+bool query_api_authorised(const keyring_t *keys, http_req_t *r)
 {
-    char message[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
-    va_end(ap);
-    http_reply_json(r, 400,
-                    json_pack("{s:b, s:s, s:s, s:s}", "success", 0, "error", "invalid_parameter",
-                              "field", field, "message", message));
-}
-
-/* A read or admin key; else answers 401 and returns false. */
-static bool authorised(query_api_t *api, http_req_t *r)
-{
-    bool ok = journeys_api_has_key(api->keys, KEY_READ, r) ||
-              journeys_api_has_key(api->keys, KEY_ADMIN, r);
-    bool write = !ok && journeys_api_has_key(api->keys, KEY_WRITE, r);
+    bool ok = journeys_api_has_key(keys, KEY_READ, r) || journeys_api_has_key(keys, KEY_ADMIN, r);
+    bool write = !ok && journeys_api_has_key(keys, KEY_WRITE, r);
     if (!ok)
         http_reply_error(r, 401, "unauthorized", "%s",
                          write ? "a write key cannot read: use a read key or an admin key"
                                : "unauthorized: a read key or an admin key is required");
     return ok;
+}
+
+static bool authorised(query_api_t *api, http_req_t *r)
+{
+    return query_api_authorised(api->keys, r);
 }
 
 typedef struct params {
@@ -228,11 +220,11 @@ static bool params_parse(http_req_t *r, params_t *p)
     p->parsed = true;
     const char *qs = http_req_query(r);
     if (qs && strlen(qs) > 8192) {
-        reply_bad(r, "query", "%s", "the query string is longer than 8192 bytes");
+        http_reply_invalid(r, "query", "%s", "the query string is longer than 8192 bytes");
         return false;
     }
     if (qs && evhttp_parse_query_str(qs, &p->q) != 0) {
-        reply_bad(r, "query", "%s", "the query string is malformed");
+        http_reply_invalid(r, "query", "%s", "the query string is malformed");
         return false;
     }
     return true;
@@ -260,11 +252,12 @@ static bool page_params(http_req_t *r, params_t *p, int *limit, long long *after
         char *end;
         long long v = strtoll(l, &end, 10);
         if (!*l || *end || v < 1 || strlen(l) > 9) {
-            reply_bad(r, "limit", "limit: expected a whole number from 1 to 1000, got '%.64s'", l);
+            http_reply_invalid(r, "limit",
+                               "limit: expected a whole number from 1 to 1000, got '%.64s'", l);
             return false;
         }
         if (v > QUERY_LIMIT_MAX) {
-            reply_bad(r, "limit", "limit: at most 1000 (got %s)", l);
+            http_reply_invalid(r, "limit", "limit: at most 1000 (got %s)", l);
             return false;
         }
         *limit = (int)v;
@@ -272,7 +265,7 @@ static bool page_params(http_req_t *r, params_t *p, int *limit, long long *after
     const char *c = param(p, "cursor");
     if (c) {
         if (!query_cursor_decode(c, after)) {
-            reply_bad(r, "cursor", "cursor: '%.64s' is not a cursor this API gave out", c);
+            http_reply_invalid(r, "cursor", "cursor: '%.64s' is not a cursor this API gave out", c);
             return false;
         }
         *has_cursor = true;
@@ -280,7 +273,7 @@ static bool page_params(http_req_t *r, params_t *p, int *limit, long long *after
     return true;
 }
 
-static bool valid_profile_id(const char *s)
+bool query_valid_id(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > 18 || s[0] == '0')
@@ -410,7 +403,7 @@ static bool traits_param(http_req_t *r, const char *v, char **out)
         return true;
     size_t n = strlen(v), names = 1;
     if (n == 0 || n > QUERY_MAX_STRING) {
-        reply_bad(r, "traits", "%s", "traits: a comma-separated list of trait names");
+        http_reply_invalid(r, "traits", "%s", "traits: a comma-separated list of trait names");
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -418,14 +411,14 @@ static bool traits_param(http_req_t *r, const char *v, char **out)
         if (c == ',')
             names++;
         else if (c < 0x20 || c == '"' || c == '\\' || c == '{' || c == '}') {
-            reply_bad(r, "traits", "%s",
-                      "traits: names may not contain quotes, braces or "
-                      "control characters");
+            http_reply_invalid(r, "traits", "%s",
+                               "traits: names may not contain quotes, braces or "
+                               "control characters");
             return false;
         }
     }
     if (names > QUERY_MAX_TRAITS) {
-        reply_bad(r, "traits", "%s", "traits: at most 64 names");
+        http_reply_invalid(r, "traits", "%s", "traits: at most 64 names");
         return false;
     }
     /* Quote each name so none reads as NULL; commas separate them. */
@@ -473,12 +466,13 @@ static void handle_segment(http_req_t *r, void *arg)
     }
     char id[SEGMENT_ID_MAX + 1];
     if (id_len == 0 || id_len > SEGMENT_ID_MAX) {
-        reply_bad(r, "id", "%s", "id: a segment id is 1-64 letters, digits, '_' or '-'");
+        http_reply_invalid(r, "id", "%s", "id: a segment id is 1-64 letters, digits, '_' or '-'");
         return;
     }
     snprintf(id, sizeof(id), "%.*s", (int)id_len, tail);
     if (!segment_valid_id(id)) {
-        reply_bad(r, "id", "id: '%s' is not a segment id (letters, digits, '_' or '-')", id);
+        http_reply_invalid(r, "id", "id: '%s' is not a segment id (letters, digits, '_' or '-')",
+                           id);
         return;
     }
     char label[96];
@@ -524,8 +518,8 @@ static void handle_profile(http_req_t *r, void *arg)
     if (!authorised(api, r))
         return;
     const char *id = http_req_tail(r);
-    if (!valid_profile_id(id)) {
-        reply_bad(r, "id", "id: a profile id is a positive whole number, got '%.64s'", id);
+    if (!query_valid_id(id)) {
+        http_reply_invalid(r, "id", "id: a profile id is a positive whole number, got '%.64s'", id);
         return;
     }
     lookup_profile(api, r, id, "", "");
@@ -557,10 +551,10 @@ static void handle_profile_lookup(http_req_t *r, void *arg)
         field = ids[i].field;
     }
     if (given != 1) {
-        reply_bad(r, "userId", "%s",
-                  "name the profile with exactly one of userId, anonymousId or email");
+        http_reply_invalid(r, "userId", "%s",
+                           "name the profile with exactly one of userId, anonymousId or email");
     } else if (!value[0] || strlen(value) > QUERY_MAX_STRING) {
-        reply_bad(r, field, "%s: 1 to 1024 bytes", field);
+        http_reply_invalid(r, field, "%s: 1 to 1024 bytes", field);
     } else {
         lookup_profile(api, r, "", kind, value);
     }
@@ -593,13 +587,13 @@ static void handle_messages(http_req_t *r, void *arg)
     const char *profile = param(&p, "profile");
     const char *journey = param(&p, "journey");
     const char *status = param(&p, "status");
-    if (profile && !valid_profile_id(profile)) {
-        reply_bad(r, "profile", "profile: a profile id is a positive whole number, got '%.64s'",
-                  profile);
+    if (profile && !query_valid_id(profile)) {
+        http_reply_invalid(
+            r, "profile", "profile: a profile id is a positive whole number, got '%.64s'", profile);
         goto done;
     }
     if (journey && !node_valid_id(journey, JOURNEY_ID_MAX)) {
-        reply_bad(r, "journey", "journey: '%.64s' is not a journey id", journey);
+        http_reply_invalid(r, "journey", "journey: '%.64s' is not a journey id", journey);
         goto done;
     }
     if (status) {
@@ -607,18 +601,44 @@ static void handle_messages(http_req_t *r, void *arg)
         for (size_t i = 0; i < JD_ARRAY_LEN(statuses); i++)
             known |= !strcmp(status, statuses[i]);
         if (!known) {
-            reply_bad(r, "status",
-                      "status: one of queued, sending, sent, retrying, dead, suppressed; got "
-                      "'%.64s'",
-                      status);
+            http_reply_invalid(
+                r, "status",
+                "status: one of queued, sending, sent, retrying, dead, suppressed; got "
+                "'%.64s'",
+                status);
             goto done;
         }
+    }
+    /* A time window on created_at: since <= created_at < until. */
+    static const char *const bounds[] = {"since", "until"};
+    char bound_s[2][24];
+    const char *bound_v[2] = {NULL, NULL};
+    int64_t bound_ms[2] = {0, 0};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = param(&p, bounds[i]);
+        if (!v)
+            continue;
+        if (!timefmt_parse(v, &bound_ms[i])) {
+            http_reply_invalid(
+                r, bounds[i],
+                "%s: an ISO 8601 time such as 2026-11-23T09:30:00Z or 2026-11-23, got "
+                "'%.64s'",
+                bounds[i], v);
+            goto done;
+        }
+        snprintf(bound_s[i], sizeof(bound_s[i]), "%lld", (long long)bound_ms[i]);
+        bound_v[i] = bound_s[i];
+    }
+    if (bound_v[0] && bound_v[1] && bound_ms[0] >= bound_ms[1]) {
+        http_reply_invalid(r, "until", "until: must be later than since");
+        goto done;
     }
     char before_s[24], limit_s[16];
     snprintf(before_s, sizeof(before_s), "%lld", before);
     snprintf(limit_s, sizeof(limit_s), "%d", limit);
-    const char *values[] = {profile, journey, status, has_cursor ? before_s : NULL, limit_s};
-    run(api, r, Q_MESSAGES, "", MESSAGES_SQL, 5, values);
+    const char *values[] = {profile, journey,    status,    has_cursor ? before_s : NULL,
+                            limit_s, bound_v[0], bound_v[1]};
+    run(api, r, Q_MESSAGES, "", MESSAGES_SQL, 7, values);
 done:
     params_free(&p);
 }

@@ -3,8 +3,10 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <openssl/evp.h>
@@ -27,6 +29,7 @@ typedef struct route {
     char *path;
     size_t path_len;
     bool prefix;
+    bool pattern; /* has a '*' segment */
     const char *label;
     http_handler_fn fn;
     void *arg;
@@ -48,6 +51,7 @@ struct http_server {
     http_limits_t limits;
     conn_set_t conns;
     size_t pending;
+    http_req_t *watching; /* requests with a close notice (http_req_on_close) */
     struct evhttp_bound_socket *bound[8];
     size_t n_bound;
     metric_t *m_requests, *m_duration, *m_connections, *m_refused;
@@ -56,11 +60,50 @@ struct http_server {
 struct http_req {
     http_server_t *server;
     struct evhttp_request *req;
+    struct evhttp_connection *conn; /* at arrival; libevent detaches req on a close */
     const route_t *route;
     char *path;
     const char *tail;
+    char *wild; /* what a pattern route's '*' matched */
     int64_t start_us;
+    /* a streamed reply (http_reply_stream_*) */
+    bool streaming;
+    int stream_status;
+    http_req_fn drained_fn;
+    void *drained_arg;
+    /* the close notice (http_req_on_close) */
+    bool gone;
+    http_req_fn close_fn;
+    void *close_arg;
+    struct event *close_ev;
+    http_req_t *watch_prev, *watch_next;
 };
+
+static void watch_remove(http_req_t *r)
+{
+    if (!r->close_fn)
+        return;
+    if (r->watch_prev)
+        r->watch_prev->watch_next = r->watch_next;
+    else if (r->server->watching == r)
+        r->server->watching = r->watch_next;
+    if (r->watch_next)
+        r->watch_next->watch_prev = r->watch_prev;
+    r->watch_prev = r->watch_next = NULL;
+    r->close_fn = NULL;
+}
+
+static void on_close_notice(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_req_t *r = arg;
+    http_req_fn fn = r->close_fn;
+    void *fn_arg = r->close_arg;
+    watch_remove(r);
+    if (fn)
+        fn(r, fn_arg);
+}
 
 static size_t conn_slot(const conn_set_t *set, const struct evhttp_connection *c)
 {
@@ -127,28 +170,68 @@ static void conn_set_del(conn_set_t *set, const struct evhttp_connection *c)
     }
 }
 
+/* libevent closes c (the client went away, a timeout, or after the last
+ * reply): requests still waiting for their answer learn it from the loop,
+ * not from inside libevent's teardown. */
 static void on_conn_close(struct evhttp_connection *c, void *arg)
 {
     http_server_t *s = arg;
     conn_set_del(&s->conns, c);
     metric_set(s->m_connections, NULL, (double)s->conns.count);
+    for (http_req_t *r = s->watching; r; r = r->watch_next) {
+        if (r->conn != c || r->gone)
+            continue;
+        r->gone = true;
+        event_active(r->close_ev, EV_TIMEOUT, 0);
+    }
 }
 
+/* A pattern matches path when equal except that its one '*' stands for a
+ * non-empty run of characters without '/'; *wild gets that run. */
+static bool pattern_match(const char *pattern, const char *path, const char **wild,
+                          size_t *wild_len)
+{
+    const char *star = strchr(pattern, '*');
+    size_t head = (size_t)(star - pattern), tail = strlen(star + 1), n = strlen(path);
+    if (n <= head + tail || strncmp(path, pattern, head) != 0 ||
+        strcmp(path + n - tail, star + 1) != 0)
+        return false;
+    const char *w = path + head;
+    size_t wl = n - head - tail;
+    if (memchr(w, '/', wl))
+        return false;
+    *wild = w;
+    *wild_len = wl;
+    return true;
+}
+
+/* Exact and pattern routes win over prefix routes, whatever the order they
+ * were added in; among equals, the first added. */
 static const route_t *find_route(const http_server_t *s, const char *method, const char *path,
-                                 bool *path_known)
+                                 bool *path_known, const char **wild, size_t *wild_len)
 {
     *path_known = false;
+    const route_t *by_prefix = NULL;
     for (size_t i = 0; i < s->n_routes; i++) {
         const route_t *rt = &s->routes[i];
-        bool match =
-            rt->prefix ? strncmp(path, rt->path, rt->path_len) == 0 : strcmp(path, rt->path) == 0;
+        bool match;
+        if (rt->pattern)
+            match = pattern_match(rt->path, path, wild, wild_len);
+        else if (rt->prefix)
+            match = strncmp(path, rt->path, rt->path_len) == 0;
+        else
+            match = strcmp(path, rt->path) == 0;
         if (!match)
             continue;
         *path_known = true;
-        if (!strcmp(rt->method, method))
+        if (strcmp(rt->method, method) != 0)
+            continue;
+        if (!rt->prefix)
             return rt;
+        if (!by_prefix)
+            by_prefix = rt;
     }
-    return NULL;
+    return by_prefix;
 }
 
 static const char *method_name(enum evhttp_cmd_type t)
@@ -183,6 +266,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     http_req_t *r = jd_xcalloc(1, sizeof(*r));
     r->server = s;
     r->req = req;
+    r->conn = conn;
     r->start_us = clock_mono_us();
     s->pending++;
 
@@ -213,7 +297,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
     bool path_known;
     const char *method = method_name(evhttp_request_get_command(req));
-    r->route = find_route(s, method, r->path, &path_known);
+    const char *wild = NULL;
+    size_t wild_len = 0;
+    r->route = find_route(s, method, r->path, &path_known, &wild, &wild_len);
     if (!r->route) {
         if (path_known)
             http_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s", method,
@@ -222,7 +308,12 @@ static void on_request(struct evhttp_request *req, void *arg)
             http_reply_error(r, 404, "not_found", "no such route: %s", r->path);
         return;
     }
-    r->tail = r->path + (r->route->prefix ? r->route->path_len : strlen(r->path));
+    if (r->route->pattern) {
+        r->wild = jd_xstrndup(wild, wild_len);
+        r->tail = r->wild;
+    } else {
+        r->tail = r->path + (r->route->prefix ? r->route->path_len : strlen(r->path));
+    }
     r->route->fn(r, r->route->arg);
 }
 
@@ -294,7 +385,12 @@ void http_server_route(http_server_t *s, const char *method, const char *path, c
     snprintf(rt->method, sizeof(rt->method), "%s", method);
     rt->path = jd_xstrdup(path);
     rt->path_len = strlen(path);
-    rt->prefix = rt->path_len > 1 && path[rt->path_len - 1] == '/';
+    rt->pattern = strchr(path, '*') != NULL;
+    if (rt->pattern && strchr(strchr(path, '*') + 1, '*')) {
+        log_error("route %s: at most one '*'", path);
+        abort(); /* a programming error, found at start-up */
+    }
+    rt->prefix = !rt->pattern && rt->path_len > 1 && path[rt->path_len - 1] == '/';
     rt->label = label;
     rt->fn = fn;
     rt->arg = arg;
@@ -398,15 +494,10 @@ void http_req_set_header(http_req_t *r, const char *name, const char *value)
     evhttp_add_header(h, name, value);
 }
 
-/* Sends the reply whose body is already in the request's output buffer,
- * records the metrics and frees r. */
-static void finish(http_req_t *r, int status, const char *content_type)
+/* Records the metrics of an answered request and frees r (not r->req). */
+static void req_done(http_req_t *r, int status)
 {
     http_server_t *s = r->server;
-    http_req_set_header(r, "Content-Type", content_type);
-    http_req_set_header(r, "Cache-Control", "no-store");
-    evhttp_send_reply(r->req, status, NULL, NULL);
-
     const char *label = r->route ? r->route->label : "other";
     char code[8];
     if (status >= 100 && status <= 999) {
@@ -421,8 +512,28 @@ static void finish(http_req_t *r, int status, const char *content_type)
     metric_add(s->m_requests, labels, 1);
     metric_observe(s->m_duration, labels, (double)(clock_mono_us() - r->start_us) / 1e6);
     s->pending--;
+    watch_remove(r);
+    if (r->close_ev)
+        event_free(r->close_ev);
+    free(r->wild);
     free(r->path);
     free(r);
+}
+
+/* Sends the reply whose body is already in the request's output buffer,
+ * records the metrics and frees r. */
+static void finish(http_req_t *r, int status, const char *content_type)
+{
+    if (r->streaming) {
+        /* A handler answering a started stream: end it instead. */
+        log_error("http: %s answered again after its reply started", r->path);
+        http_reply_stream_end(r);
+        return;
+    }
+    http_req_set_header(r, "Content-Type", content_type);
+    http_req_set_header(r, "Cache-Control", "no-store");
+    evhttp_send_reply(r->req, status, NULL, NULL);
+    req_done(r, status);
 }
 
 void http_reply_json(http_req_t *r, int status, json_t *body)
@@ -456,9 +567,115 @@ void http_reply_error(http_req_t *r, int status, const char *code, const char *f
     free(msg);
 }
 
+void http_reply_invalid(http_req_t *r, const char *field, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    http_reply_json(r, 400,
+                    json_pack("{s:b, s:s, s:s, s:s}", "success", 0, "error", "invalid_parameter",
+                              "field", field, "message", message));
+}
+
 void http_reply_text(http_req_t *r, int status, const char *content_type, const char *body,
                      size_t len)
 {
     evbuffer_add(evhttp_request_get_output_buffer(r->req), body, len);
     finish(r, status, content_type);
+}
+
+/* ---- close notices and streamed replies ---- */
+
+void http_req_on_close(http_req_t *r, http_req_fn fn, void *arg)
+{
+    watch_remove(r);
+    if (!fn)
+        return;
+    if (!r->close_ev)
+        r->close_ev = event_new(r->server->base, -1, 0, on_close_notice, r);
+    r->close_fn = fn;
+    r->close_arg = arg;
+    r->watch_prev = NULL;
+    r->watch_next = r->server->watching;
+    if (r->watch_next)
+        r->watch_next->watch_prev = r;
+    r->server->watching = r;
+    if (!r->conn)
+        r->gone = true;
+    if (r->gone)
+        event_active(r->close_ev, EV_TIMEOUT, 0);
+}
+
+bool http_req_gone(const http_req_t *r)
+{
+    return r->gone || !evhttp_request_get_connection(r->req);
+}
+
+void http_reply_stream_start(http_req_t *r, int status, const char *content_type)
+{
+    if (r->req->major < 1 || (r->req->major == 1 && r->req->minor < 1)) {
+        /* HTTP/1.0 has no chunks: the body ends when the connection closes.
+         * libevent would announce a keep-alive answer with the length of
+         * what is buffered now (0): make it close instead. */
+        evhttp_remove_header(evhttp_request_get_input_headers(r->req), "Connection");
+        http_req_set_header(r, "Connection", "close");
+    }
+    http_req_set_header(r, "Content-Type", content_type);
+    http_req_set_header(r, "Cache-Control", "no-store");
+    r->streaming = true;
+    r->stream_status = status;
+    evhttp_send_reply_start(r->req, status, NULL);
+}
+
+static void on_chunk_drained(struct evhttp_connection *c, void *arg)
+{
+    (void)c;
+    http_req_t *r = arg;
+    http_req_fn fn = r->drained_fn;
+    r->drained_fn = NULL;
+    if (fn)
+        fn(r, r->drained_arg);
+}
+
+void http_reply_stream_chunk(http_req_t *r, const void *data, size_t len, http_req_fn drained,
+                             void *arg)
+{
+    if (http_req_gone(r) || !r->streaming)
+        return;
+    r->drained_fn = drained;
+    r->drained_arg = arg;
+    struct evbuffer *buf = evbuffer_new();
+    evbuffer_add(buf, data, len);
+    evhttp_send_reply_chunk_with_cb(r->req, buf, on_chunk_drained, r);
+    evbuffer_free(buf);
+}
+
+size_t http_reply_stream_queued(const http_req_t *r)
+{
+    struct evhttp_connection *c = http_req_gone(r) ? NULL : evhttp_request_get_connection(r->req);
+    if (!c)
+        return 0;
+    return evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(c)));
+}
+
+void http_reply_stream_end(http_req_t *r)
+{
+    /* With the connection gone, libevent only frees the request. */
+    evhttp_send_reply_end(r->req);
+    req_done(r, r->stream_status);
+}
+
+void http_reply_stream_abort(http_req_t *r)
+{
+    struct evhttp_connection *c = http_req_gone(r) ? NULL : evhttp_request_get_connection(r->req);
+    watch_remove(r);
+    if (c) {
+        /* Freeing the connection frees the request too: no terminating chunk. */
+        evhttp_connection_free(c);
+    } else {
+        evhttp_send_reply_end(r->req);
+    }
+    req_done(r, r->stream_status);
 }

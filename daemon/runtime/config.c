@@ -143,6 +143,19 @@ static bool check_smtp_url(ctx_t *c, const node_t *where, const char *value)
     return false;
 }
 
+/* A file the daemon reads later (a CA bundle): it must be readable now, so a
+ * typo fails the start or the reload rather than every send. */
+static bool check_readable(ctx_t *c, const node_t *where, const char *value)
+{
+    FILE *f = fopen(value, "r");
+    if (f) {
+        fclose(f);
+        return true;
+    }
+    node_error(c->d, where, "cannot read '%s': %s", value, strerror(errno));
+    return false;
+}
+
 static bool check_origin(ctx_t *c, const node_t *where, const char *value)
 {
     if (strcmp(value, "*") == 0)
@@ -577,6 +590,11 @@ static const field_t email_fields[] = {
      .type = F_SECRET,
      .off = AT(config_connector_t, password),
      .alt = "password"},
+    {.key = "require_tls", .type = F_BOOL, .off = AT(config_connector_t, require_tls)},
+    {.key = "ca_file",
+     .type = F_PATH,
+     .off = AT(config_connector_t, ca_file),
+     .check = check_readable},
     {.key = "timeout",
      .type = F_DURATION,
      .off = AT(config_connector_t, timeout_ms),
@@ -1076,6 +1094,7 @@ void config_free(config_t *c)
         free(k->from);
         free(k->username);
         free(k->password);
+        free(k->ca_file);
         free(k->secret);
     }
     free(c->connectors);

@@ -153,6 +153,23 @@ journey_t *journeys_load_bundle(const json_t *bundle, diag_t *d)
     return j;
 }
 
+typedef struct seg_check {
+    const segment_set_t *segments;
+    const char *file;
+    diag_t *d;
+    bool ok;
+} seg_check_t;
+
+static void check_ref(void *arg, const char *name, unsigned line, unsigned col)
+{
+    seg_check_t *sc = arg;
+    if (segment_set_find(sc->segments, name))
+        return;
+    diag_add(sc->d, sc->file, line, col,
+             "the condition reads segment '%s', which no file in segments/ defines", name);
+    sc->ok = false;
+}
+
 bool journeys_check_segments(const journey_set_t *set, const segment_set_t *segments, diag_t *d)
 {
     bool ok = true;
@@ -167,6 +184,22 @@ bool journeys_check_segments(const journey_set_t *set, const segment_set_t *segm
                      names[k]);
             ok = false;
         }
+        /* Every condition of the journey, in file order. */
+        seg_check_t sc = {segments, j->file, d, true};
+        cond_foreach_segment(j->trigger.where, check_ref, &sc);
+        cond_foreach_segment(j->trigger.audience, check_ref, &sc);
+        for (size_t k = 0; k < j->n_exits; k++) {
+            cond_foreach_segment(j->exits[k].where, check_ref, &sc);
+            cond_foreach_segment(j->exits[k].when, check_ref, &sc);
+        }
+        cond_foreach_segment(j->goal_where, check_ref, &sc);
+        for (size_t k = 0; k < j->n_steps; k++) {
+            const journey_step_t *st = &j->steps[k];
+            cond_foreach_segment(st->wait_for.where, check_ref, &sc);
+            for (size_t a = 0; a < st->n_arms; a++)
+                cond_foreach_segment(st->arms[a].when, check_ref, &sc);
+        }
+        ok = ok && sc.ok;
     }
     return ok;
 }

@@ -19,12 +19,21 @@
 #define DB_BACKOFF_MAX_MS  5000
 #define DB_CONNECT_TIMEOUT 10 /* seconds; libpq ignores connect_timeout when polled */
 #define DB_MAX_PARAMS      65535
+#define DB_COPY_CHUNK      (64 * 1024) /* COPY data queued in libpq ahead of the socket */
 
 typedef struct db_item {
     struct db_item *next;
     char *sql;
     int nparams;
     char **params;
+    /* db_copy: sent as one simple query; its COPY FROM STDIN statements
+     * take copy[0], copy[1]... in order. */
+    bool is_copy;
+    int ncopy;
+    char **copy;
+    size_t *copy_len;
+    int copy_next;   /* buffer of the COPY in progress (or the next one) */
+    size_t copy_off; /* bytes of it handed to libpq */
     db_result_fn cb;
     void *arg;
 } db_item_t;
@@ -56,6 +65,9 @@ struct db {
     void *connect_arg;
     db_notify_fn notify_fn;
     void *notify_arg;
+    int notify_delay_ms;     /* > 0: notifications are coalesced (db_set_notify_delay) */
+    struct event *ev_notify; /* the coalescing delay */
+    char *notify_channel;    /* the first coalesced notification's channel */
 
     uint64_t queries_total, errors_total, reconnects_total;
     struct db *reg_prev, *reg_next;
@@ -68,6 +80,7 @@ static bool db_pump(db_t *db);
 static void on_conn_io(evutil_socket_t fd, short what, void *arg);
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
+static bool db_drain(db_t *db);
 
 const char *db_state_name(db_state_t s)
 {
@@ -78,6 +91,8 @@ const char *db_state_name(db_state_t s)
         return "IDLE";
     case DB_BUSY:
         return "BUSY";
+    case DB_COPY_IN:
+        return "COPY_IN";
     case DB_BACKOFF:
         return "BACKOFF";
     case DB_CLOSED:
@@ -96,7 +111,9 @@ static bool db_transition_allowed(db_state_t from, db_state_t to)
     case DB_IDLE:
         return to == DB_BUSY || to == DB_BACKOFF;
     case DB_BUSY:
-        return to == DB_IDLE || to == DB_BACKOFF;
+        return to == DB_IDLE || to == DB_COPY_IN || to == DB_BACKOFF;
+    case DB_COPY_IN:
+        return to == DB_BUSY || to == DB_BACKOFF;
     case DB_BACKOFF:
         return to == DB_CONNECTING;
     case DB_CLOSED:
@@ -129,6 +146,10 @@ static void item_free(db_item_t *it)
     for (int i = 0; i < it->nparams; i++)
         free(it->params[i]);
     free(it->params);
+    for (int i = 0; i < it->ncopy; i++)
+        free(it->copy[i]);
+    free(it->copy);
+    free(it->copy_len);
     free(it->sql);
     free(it);
 }
@@ -145,6 +166,9 @@ static void db_free(db_t *db)
         event_free(db->ev_timer);
     if (db->ev_pump)
         event_free(db->ev_pump);
+    if (db->ev_notify)
+        event_free(db->ev_notify);
+    free(db->notify_channel);
     free(db->name);
     free(db->conninfo);
     free(db);
@@ -380,16 +404,23 @@ static void db_connect_start(db_t *db, const char *why)
     db_wait_connect(db, EV_WRITE);
 }
 
+/* Arms the one-shot write event (if not armed): the socket is full. */
+static void db_wait_writable(db_t *db)
+{
+    if (!event_pending(db->ev_write, EV_WRITE, NULL)) {
+        log_debug("db %s: send buffer full, waiting for the socket", db->name);
+        event_add(db->ev_write, NULL);
+    }
+}
+
 /* Returns false when the connection broke (already handled). */
 static bool db_flush(db_t *db)
 {
     int r = PQflush(db->conn);
     if (r < 0)
         return false;
-    if (r > 0 && !event_pending(db->ev_write, EV_WRITE, NULL)) {
-        log_debug("db %s: send buffer full, waiting for the socket", db->name);
-        event_add(db->ev_write, NULL);
-    }
+    if (r > 0)
+        db_wait_writable(db);
     return true;
 }
 
@@ -399,8 +430,12 @@ static bool db_pump(db_t *db)
 {
     while (db->state == DB_IDLE && db->head) {
         db_item_t *it = db->head;
-        if (PQsendQueryParams(db->conn, it->sql, it->nparams, NULL, (const char *const *)it->params,
-                              NULL, NULL, 0)) {
+        /* COPY goes through the simple query protocol, which also lets
+         * several statements share one implicit transaction. */
+        int sent = it->is_copy ? PQsendQuery(db->conn, it->sql)
+                               : PQsendQueryParams(db->conn, it->sql, it->nparams, NULL,
+                                                   (const char *const *)it->params, NULL, NULL, 0);
+        if (sent) {
             db->queries_total++;
             db_set_state(db, DB_BUSY, NULL);
             if (!db_flush(db))
@@ -438,7 +473,15 @@ static bool db_deliver_notifies(db_t *db)
 {
     PGnotify *n;
     while (db->conn && (n = PQnotifies(db->conn)) != NULL) {
-        if (db->notify_fn) {
+        if (db->notify_fn && db->notify_delay_ms > 0) {
+            if (!db->notify_channel) {
+                db->notify_channel = jd_xstrdup(n->relname);
+                struct timeval tv = {.tv_sec = db->notify_delay_ms / 1000,
+                                     .tv_usec = (db->notify_delay_ms % 1000) * 1000};
+                evtimer_add(db->ev_notify, &tv);
+            }
+            PQfreemem(n);
+        } else if (db->notify_fn) {
             db_enter(db);
             db->notify_fn(db, n->relname, n->extra, db->notify_arg);
             PQfreemem(n);
@@ -474,36 +517,85 @@ static bool db_complete(db_t *db)
     return db_leave(db);
 }
 
-static void on_read(evutil_socket_t fd, short what, void *arg)
+/* In COPY_IN: hands the current buffer of the head query to libpq a chunk
+ * at a time, each only once the previous one has reached the socket, so
+ * libpq never holds more than DB_COPY_CHUNK unsent bytes; then ends the COPY
+ * (with an error when the query has no buffer left for it: the server then
+ * fails the statement) and goes back to BUSY. Whenever the socket is full it
+ * returns with the write event armed; on_write calls it again. False when a
+ * callback closed the db; a lost connection is handled and returns true. */
+static bool db_copy_push(db_t *db)
 {
-    (void)fd;
-    (void)what;
-    db_t *db = arg;
-    if (!PQconsumeInput(db->conn)) {
-        (void)db_conn_lost(db, NULL);
-        return;
+    db_item_t *it = db->head;
+    bool have = it->copy_next < it->ncopy;
+    const char *data = have ? it->copy[it->copy_next] : NULL;
+    size_t len = have ? it->copy_len[it->copy_next] : 0;
+    for (;;) {
+        int r = PQflush(db->conn);
+        if (r < 0)
+            return db_conn_lost(db, NULL);
+        if (r > 0) {
+            db_wait_writable(db);
+            return true;
+        }
+        if (it->copy_off >= len)
+            break;
+        size_t n = len - it->copy_off < DB_COPY_CHUNK ? len - it->copy_off : DB_COPY_CHUNK;
+        r = PQputCopyData(db->conn, data + it->copy_off, (int)n);
+        if (r < 0)
+            return db_conn_lost(db, NULL);
+        if (r == 0) {
+            db_wait_writable(db);
+            return true;
+        }
+        it->copy_off += n;
     }
+    int r = PQputCopyEnd(db->conn, have ? NULL : "no data was given for this COPY");
+    if (r < 0)
+        return db_conn_lost(db, NULL);
+    if (r == 0) {
+        db_wait_writable(db);
+        return true;
+    }
+    if (have)
+        it->copy_next++;
+    it->copy_off = 0;
+    db_set_state(db, DB_BUSY, NULL);
+    if (!db_flush(db))
+        return db_conn_lost(db, NULL);
+    return true;
+}
+
+/* Collects what libpq has read for the query in flight: notifications,
+ * results (the first error is kept, otherwise the last result), COPY data
+ * requests, and once the query is complete its callback, then sends the
+ * next query. False when a callback closed the db. */
+static bool db_drain(db_t *db)
+{
     if (!db_deliver_notifies(db))
-        return;
-    if (db->state == DB_BUSY && event_pending(db->ev_write, EV_WRITE, NULL) && !db_flush(db)) {
-        (void)db_conn_lost(db, NULL);
-        return;
-    }
+        return false;
+    if (db->state == DB_BUSY && event_pending(db->ev_write, EV_WRITE, NULL) && !db_flush(db))
+        return db_conn_lost(db, NULL);
     while (db->state == DB_BUSY && !PQisBusy(db->conn)) {
         PGresult *r = PQgetResult(db->conn);
         if (PQstatus(db->conn) == CONNECTION_BAD) {
             PQclear(r);
-            (void)db_conn_lost(db, NULL);
-            return;
+            return db_conn_lost(db, NULL);
         }
-        if (r && (PQresultStatus(r) == PGRES_COPY_IN || PQresultStatus(r) == PGRES_COPY_OUT ||
-                  PQresultStatus(r) == PGRES_COPY_BOTH)) {
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_EMPTY_QUERY;
+        if (r && st == PGRES_COPY_IN) {
+            PQclear(r);
+            db_set_state(db, DB_COPY_IN, NULL);
+            if (!db_copy_push(db))
+                return false;
+            continue; /* still COPY_IN: the write event goes on */
+        }
+        if (r && (st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)) {
             /* libpq would hand out COPY results forever: give the
              * connection up rather than spin. */
             PQclear(r);
-            log_error("db %s: COPY is not supported by db_query: %.200s", db->name, db->head->sql);
-            (void)db_conn_lost(db, "COPY is not supported");
-            return;
+            log_error("db %s: COPY TO is not supported: %.200s", db->name, db->head->sql);
+            return db_conn_lost(db, "COPY TO is not supported");
         }
         if (r) {
             /* Keep the first error, otherwise the last result. */
@@ -516,13 +608,31 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         if (!db_complete(db))
-            return;
+            return false;
         if (!db_deliver_notifies(db))
-            return;
+            return false;
         if (!db_pump(db))
-            return;
+            return false;
     }
-    (void)db_deliver_notifies(db);
+    return db_deliver_notifies(db);
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    db_t *db = arg;
+    if (!PQconsumeInput(db->conn)) {
+        (void)db_conn_lost(db, NULL);
+        return;
+    }
+    /* While COPY data is being sent, only notifications are delivered; the
+     * results wait for the end of the COPY. */
+    if (db->state == DB_COPY_IN) {
+        (void)db_deliver_notifies(db);
+        return;
+    }
+    (void)db_drain(db);
 }
 
 static void on_write(evutil_socket_t fd, short what, void *arg)
@@ -530,6 +640,12 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     db_t *db = arg;
+    if (db->state == DB_COPY_IN) {
+        /* Back in BUSY, results may already be waiting in libpq. */
+        if (db_copy_push(db) && db->state == DB_BUSY)
+            (void)db_drain(db);
+        return;
+    }
     if (!db_flush(db))
         (void)db_conn_lost(db, NULL);
 }
@@ -562,6 +678,8 @@ void db_close(db_t *db)
     db_set_state(db, DB_CLOSED, NULL);
     evtimer_del(db->ev_timer);
     event_del(db->ev_pump);
+    if (db->ev_notify)
+        evtimer_del(db->ev_notify);
     db_drop_conn(db);
     if (db->reg_prev)
         db->reg_prev->reg_next = db->reg_next;
@@ -586,8 +704,42 @@ void db_on_notify(db_t *db, db_notify_fn fn, void *arg)
     db->notify_arg = arg;
 }
 
-bool db_query(db_t *db, const char *sql, int nparams, const char *const *params, db_result_fn cb,
-              void *arg)
+/* The coalescing delay is over: one call for every notification since the
+ * first. */
+static void db_notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    db_t *db = arg;
+    char *channel = db->notify_channel;
+    db->notify_channel = NULL;
+    if (db->notify_fn) {
+        db_enter(db);
+        db->notify_fn(db, channel, "", db->notify_arg);
+        free(channel);
+        (void)db_leave(db);
+        return;
+    }
+    free(channel);
+}
+
+void db_notify_discard(db_t *db)
+{
+    if (db->ev_notify)
+        evtimer_del(db->ev_notify);
+    free(db->notify_channel);
+    db->notify_channel = NULL;
+}
+
+void db_set_notify_delay(db_t *db, int delay_ms)
+{
+    if (!db->ev_notify)
+        db->ev_notify = evtimer_new(db->base, db_notify_cb, db);
+    db->notify_delay_ms = delay_ms > 0 ? delay_ms : 0;
+}
+
+/* Checks that db takes one more query: false (logged) when closed or full. */
+static bool db_can_queue(db_t *db)
 {
     if (db->state == DB_CLOSED)
         return false;
@@ -595,18 +747,11 @@ bool db_query(db_t *db, const char *sql, int nparams, const char *const *params,
         log_warn("db %s: queue full (%d queries), query refused", db->name, DB_MAX_QUEUE);
         return false;
     }
-    if (nparams < 0 || nparams > DB_MAX_PARAMS || (nparams > 0 && !params)) {
-        log_warn("db %s: bad parameter count %d, query refused", db->name, nparams);
-        return false;
-    }
-    db_item_t *it = jd_xcalloc(1, sizeof(*it));
-    it->sql = jd_xstrdup(sql);
-    it->nparams = nparams;
-    it->params = jd_xcalloc((size_t)nparams + 1, sizeof(char *));
-    for (int i = 0; i < nparams; i++)
-        it->params[i] = params[i] ? jd_xstrdup(params[i]) : NULL;
-    it->cb = cb;
-    it->arg = arg;
+    return true;
+}
+
+static void db_enqueue(db_t *db, db_item_t *it)
+{
     if (db->connect_insert) {
         /* From the on_connect callback: before what was queued earlier. */
         it->next = *db->connect_insert;
@@ -623,9 +768,55 @@ bool db_query(db_t *db, const char *sql, int nparams, const char *const *params,
     }
     db->queue_len++;
     /* Sent from the loop, never from here: cb is never called from inside
-     * db_query. */
+     * db_query or db_copy. */
     if (db->state == DB_IDLE)
         event_active(db->ev_pump, EV_TIMEOUT, 0);
+}
+
+bool db_query(db_t *db, const char *sql, int nparams, const char *const *params, db_result_fn cb,
+              void *arg)
+{
+    if (!db_can_queue(db))
+        return false;
+    if (nparams < 0 || nparams > DB_MAX_PARAMS || (nparams > 0 && !params)) {
+        log_warn("db %s: bad parameter count %d, query refused", db->name, nparams);
+        return false;
+    }
+    db_item_t *it = jd_xcalloc(1, sizeof(*it));
+    it->sql = jd_xstrdup(sql);
+    it->nparams = nparams;
+    it->params = jd_xcalloc((size_t)nparams + 1, sizeof(char *));
+    for (int i = 0; i < nparams; i++)
+        it->params[i] = params[i] ? jd_xstrdup(params[i]) : NULL;
+    it->cb = cb;
+    it->arg = arg;
+    db_enqueue(db, it);
+    return true;
+}
+
+bool db_copy(db_t *db, const char *sql, int ndata, const char *const *data, const size_t *lens,
+             db_result_fn cb, void *arg)
+{
+    if (!db_can_queue(db))
+        return false;
+    if (ndata < 0 || ndata > DB_MAX_COPY_BUFFERS || (ndata > 0 && (!data || !lens))) {
+        log_warn("db %s: bad COPY buffer count %d, query refused", db->name, ndata);
+        return false;
+    }
+    db_item_t *it = jd_xcalloc(1, sizeof(*it));
+    it->sql = jd_xstrdup(sql);
+    it->is_copy = true;
+    it->ncopy = ndata;
+    it->copy = jd_xcalloc((size_t)ndata + 1, sizeof(char *));
+    it->copy_len = jd_xcalloc((size_t)ndata + 1, sizeof(size_t));
+    for (int i = 0; i < ndata; i++) {
+        it->copy[i] = jd_xmalloc(lens[i] + 1);
+        memcpy(it->copy[i], data[i], lens[i]);
+        it->copy_len[i] = lens[i];
+    }
+    it->cb = cb;
+    it->arg = arg;
+    db_enqueue(db, it);
     return true;
 }
 
@@ -636,7 +827,7 @@ db_state_t db_state(const db_t *db)
 
 bool db_connected(const db_t *db)
 {
-    return db->state == DB_IDLE || db->state == DB_BUSY;
+    return db->state == DB_IDLE || db->state == DB_BUSY || db->state == DB_COPY_IN;
 }
 
 size_t db_queue_len(const db_t *db)

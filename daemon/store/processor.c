@@ -11,6 +11,15 @@
 #include "journeyd/runbatch.h"
 #include "journeyd/xmalloc.h"
 
+/* After a NOTIFY finds the processor idle, it waits this long before it
+ * starts a batch, so that one batch takes the events of the several ingest
+ * commits that land meanwhile (under load, one every millisecond or two)
+ * instead of one batch per commit. It bounds the extra delay from an event's
+ * commit to its journeys. A NOTIFY during a batch only marks that another
+ * batch is due; that batch also starts no sooner than this long after the
+ * NOTIFY (db_set_notify_delay). */
+#define PROC_NOTIFY_DELAY_MS 4
+
 /* One processor at a time moves the cursor: a transaction-level advisory
  * lock, which (unlike a row lock) writes nothing, so a look that finds no
  * new event costs no WAL flush. The cursor is read by the next statement,
@@ -56,7 +65,8 @@ struct processor {
     db_t *db;
     processor_opts_t opts;
     proc_state_t state;
-    bool kicked; /* work may be waiting: run again when idle */
+    bool kicked;   /* work may be waiting: run again as soon as idle */
+    bool notified; /* a NOTIFY came since the last batch began */
     bool stopping;
     void (*stopped_cb)(void *);
     void *stopped_arg;
@@ -132,7 +142,7 @@ static void go_idle(processor_t *p)
             p->stopped_cb(p->stopped_arg);
         return;
     }
-    if (p->kicked)
+    if (p->kicked || p->notified)
         start_batch(p);
 }
 
@@ -158,6 +168,7 @@ static void fail(processor_t *p, const char *what, PGresult *res)
     metric_add(p->m_errors, NULL, 1);
     log_error("processor: %s failed: %s", what, db_error(res));
     p->kicked = false;
+    p->notified = false;
     struct timeval tv = {1, 0};
     evtimer_add(p->retry, &tv);
     if (res && db_connected(p->db)) {
@@ -311,6 +322,8 @@ static void evaluate(processor_t *p)
 {
     PGresult *ev = p->events;
     for (int i = 0; i < PQntuples(ev); i++) {
+        if (PQgetisnull(ev, i, 3))
+            continue; /* dropped: it names an erased person */
         int64_t event_id = strtoll(PQgetvalue(ev, i, 0), NULL, 10);
         int64_t profile_id = strtoll(PQgetvalue(ev, i, 3), NULL, 10);
         json_t *event = json_loads(PQgetvalue(ev, i, 2), 0, NULL);
@@ -375,6 +388,12 @@ static void on_runs(db_t *db, PGresult *res, void *arg)
         fail(p, "queueing entry statistics", NULL);
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static void on_fetched(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
@@ -394,14 +413,6 @@ static void on_fetched(db_t *db, PGresult *res, void *arg)
     p->events = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
     snprintf(p->cursor_txid, sizeof(p->cursor_txid), "%s", PQgetvalue(res, rows - 1, 1));
     snprintf(p->cursor_id, sizeof(p->cursor_id), "%s", PQgetvalue(res, rows - 1, 0));
-    size_t cap = (size_t)rows * 21 + 3, len = 0;
-    free(p->profile_ids);
-    p->profile_ids = jd_xmalloc(cap);
-    p->profile_ids[len++] = '{';
-    for (int i = 0; i < rows; i++)
-        len += (size_t)snprintf(p->profile_ids + len, cap - len, "%s%s", i ? "," : "",
-                                PQgetvalue(res, i, 3));
-    snprintf(p->profile_ids + len, cap - len, "}");
     runbatch_env_t env = {.registry = p->opts.registry,
                           .channel = p->opts.channel,
                           .channel_ctx = p->opts.channel_ctx,
@@ -410,11 +421,42 @@ static void on_fetched(db_t *db, PGresult *res, void *arg)
                           .now_ms = clock_wall_ms()};
     p->batch = runbatch_new(&env);
     p->assign_rounds = 0;
+    /* Each profile once (most events of a batch share a few people): in
+     * the array for the queries, and registered with the batch. Rows
+     * dropped for an erased person have no profile (see evaluate). */
+    int64_t *ids = jd_xmalloc(((size_t)rows + 1) * sizeof(*ids));
+    size_t n = 0;
+    for (int i = 0; i < rows; i++)
+        if (!PQgetisnull(res, i, 3))
+            ids[n++] = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+    qsort(ids, n, sizeof(*ids), cmp_id);
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++)
+        if (distinct == 0 || ids[distinct - 1] != ids[i])
+            ids[distinct++] = ids[i];
+    size_t cap = distinct * 21 + 3, len = 0;
+    free(p->profile_ids);
+    p->profile_ids = jd_xmalloc(cap);
+    p->profile_ids[len++] = '{';
+    for (size_t i = 0; i < distinct; i++)
+        len += (size_t)snprintf(p->profile_ids + len, cap - len, "%s%lld", i ? "," : "",
+                                (long long)ids[i]);
+    snprintf(p->profile_ids + len, cap - len, "}");
+    bool *seen = jd_xcalloc(distinct + 1, sizeof(*seen));
     for (int i = 0; i < rows; i++) {
+        if (PQgetisnull(res, i, 3))
+            continue;
+        int64_t id = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+        const int64_t *at = bsearch(&id, ids, distinct, sizeof(*ids), cmp_id);
+        if (!at || seen[at - ids])
+            continue;
+        seen[at - ids] = true;
         json_t *traits = json_loads(PQgetvalue(res, i, 4), 0, NULL);
-        runbatch_profile(p->batch, strtoll(PQgetvalue(res, i, 3), NULL, 10), traits);
+        runbatch_profile(p->batch, id, traits);
         json_decref(traits);
     }
+    free(seen);
+    free(ids);
     const char *params[] = {p->profile_ids};
     set_state(p, PROC_RUNS);
     if (!db_query(p->db, RUNS_SQL, 1, params, on_runs, p))
@@ -433,6 +475,7 @@ static void on_locked(db_t *db, PGresult *res, void *arg)
         /* Another journeyd holds the cursor: let it work, look again later. */
         p->last_batch_rows = 0;
         p->kicked = false;
+        p->notified = false;
         struct timeval tv = {0, 200000};
         evtimer_add(p->retry, &tv);
         commit(p);
@@ -462,6 +505,8 @@ static void on_begun(db_t *db, PGresult *res, void *arg)
 static void start_batch(processor_t *p)
 {
     p->kicked = false;
+    p->notified = false;
+    db_notify_discard(p->db); /* this batch covers the commits notified so far */
     if (!db_connected(p->db))
         return; /* the poll timer tries again once it is back */
     p->batch_start_us = clock_mono_us();
@@ -486,12 +531,22 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     processor_kick(arg);
 }
 
+/* A commit of new events. Never lost: PostgreSQL delivers a NOTIFY between
+ * the processor's transactions, so it finds the processor idle (the batch
+ * starts after the delay) or with a BEGIN or COMMIT in flight, whose batch
+ * may not see that commit: `notified` stays set and go_idle starts another
+ * batch. */
 static void on_notify(db_t *db, const char *channel, const char *payload, void *arg)
 {
     (void)db;
     (void)channel;
     (void)payload;
-    processor_kick(arg);
+    processor_t *p = arg;
+    if (p->stopping || p->state == PROC_STOPPED)
+        return;
+    p->notified = true;
+    if (p->state == PROC_IDLE)
+        start_batch(p);
 }
 
 static void on_listen(db_t *db, PGresult *res, void *arg)
@@ -535,6 +590,7 @@ processor_t *processor_new(struct event_base *base, db_t *db, const processor_op
                                           JD_ARRAY_LEN(buckets));
     db_on_connect(db, on_connect, p);
     db_on_notify(db, on_notify, p);
+    db_set_notify_delay(db, PROC_NOTIFY_DELAY_MS);
     if (db_connected(db))
         on_connect(db, p);
     return p;

@@ -48,6 +48,11 @@ typedef struct rb_run {
     json_t *trigger_event;
     run_state_t st;
     run_status_t loaded_status;
+    /* For the per-step counters: the step whose entry was counted and that
+     * the run has not left yet ("": none), kept in the run's state as "at". */
+    char at_step[JOURNEY_ID_MAX + 1];
+    bool fresh;   /* enrolled by SQL (broadcast, API) and never written: not counted yet */
+    bool resumed; /* loaded active: the engine runs its current step again */
 } rb_run_t;
 
 typedef struct rb_send {
@@ -98,6 +103,9 @@ struct runbatch {
     /* metrics, applied after COMMIT */
     json_t *step_counts; /* "journey\tstep" -> count */
     json_t *outcomes;    /* "journey\toutcome" -> count */
+    /* Per-step statistics, written with the runs (journey_step_deltas):
+     * "journey\tstep\tcounter" -> n. */
+    json_t *deltas;
 };
 
 const char RUNBATCH_ASSIGN_SQL[] =
@@ -134,7 +142,8 @@ const char RUNBATCH_IDS_SQL[] = "SELECT nextval('runs_id_seq') FROM generate_ser
 
 const char RUNBATCH_WRITE_SQL[] =
     "WITH runs_in AS ("
-    "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id bigint, is_new bool, journey_id text,"
+    "  SELECT * FROM jsonb_to_recordset($1::jsonb -> 'runs') AS x(id bigint, is_new bool, "
+    "journey_id text,"
     "  journey_hash text, profile_id bigint, trigger_event_id bigint, trigger_event jsonb,"
     "  status text, step_id text, wake_at_ms bigint, waiting_event text, state jsonb,"
     "  exit_reason text, converted bool)),"
@@ -168,7 +177,11 @@ const char RUNBATCH_WRITE_SQL[] =
     " traits AS ("
     "  UPDATE profiles p SET traits = journeyd_merge_traits(p.traits, x.patch), updated_at = now()"
     "  FROM jsonb_to_recordset($3::jsonb) AS x(profile_id bigint, patch jsonb)"
-    "  WHERE p.id = x.profile_id RETURNING p.id)"
+    "  WHERE p.id = x.profile_id RETURNING p.id),"
+    " counts AS ("
+    "  INSERT INTO journey_step_deltas (journey_id, step_id, counter, n)"
+    "  SELECT journey_id, step_id, counter, n FROM jsonb_to_recordset($1::jsonb -> 'counts')"
+    "  AS x(journey_id text, step_id text, counter text, n bigint) RETURNING 1)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), (SELECT count(*) FROM sends),"
     " (SELECT count(*) FROM traits), pg_notify('journeyd_runs', '')";
 
@@ -260,6 +273,7 @@ runbatch_t *runbatch_new(const runbatch_env_t *env)
     rb->env = *env;
     rb->step_counts = json_object();
     rb->outcomes = json_object();
+    rb->deltas = json_object();
     return rb;
 }
 
@@ -308,6 +322,7 @@ void runbatch_free(runbatch_t *rb)
     free(rb->stats);
     json_decref(rb->step_counts);
     json_decref(rb->outcomes);
+    json_decref(rb->deltas);
     free(rb);
 }
 
@@ -348,6 +363,75 @@ void runbatch_profile(runbatch_t *rb, int64_t profile_id, const json_t *traits)
     map_add(rb, &rb->profile_map, profile_hash, rb->n_profiles++);
 }
 
+/* ---- per-step statistics (journey_step_deltas) ---- */
+
+/* Adds one to counter of step_id ("": the journey's own) of journey_id. */
+static void count_delta(runbatch_t *rb, const char *journey_id, const char *step_id,
+                        const char *counter)
+{
+    char key[320];
+    snprintf(key, sizeof(key), "%s\t%s\t%s", journey_id, step_id, counter);
+    json_object_set_new(rb->deltas, key,
+                        json_integer(json_integer_value(json_object_get(rb->deltas, key)) + 1));
+}
+
+/* The run entered step_id: the step it was at is completed. A run loaded
+ * active (an assign whose owner never came) runs its step again: that is
+ * not a new entry. */
+static void delta_step(runbatch_t *rb, rb_run_t *r, const char *step_id)
+{
+    bool again = r->resumed && !strcmp(r->at_step, step_id);
+    r->resumed = false;
+    if (again)
+        return;
+    if (r->at_step[0])
+        count_delta(rb, r->j->id, r->at_step, "completed");
+    count_delta(rb, r->j->id, step_id, "entered");
+    snprintf(r->at_step, sizeof(r->at_step), "%s", step_id);
+}
+
+/* The run ended (completed or exited) at the step it is at. */
+static void delta_end(runbatch_t *rb, const char *journey_id, rb_run_t *r)
+{
+    char counter[128];
+    if (r->st.status == RUN_COMPLETED)
+        snprintf(counter, sizeof(counter), "completed");
+    else
+        snprintf(counter, sizeof(counter), "exited:%s",
+                 r->st.exit_reason[0] ? r->st.exit_reason : "exited");
+    if (r->at_step[0])
+        count_delta(rb, journey_id, r->at_step, counter);
+    count_delta(rb, journey_id, "", counter);
+}
+
+/* The goal arrived while the run was at its step. */
+static void delta_converted(runbatch_t *rb, rb_run_t *r)
+{
+    if (r->at_step[0])
+        count_delta(rb, r->j->id, r->at_step, "converted");
+    count_delta(rb, r->j->id, "", "converted");
+}
+
+/* The counts as rows for RUNBATCH_WRITE_SQL. */
+static json_t *deltas_json(const runbatch_t *rb)
+{
+    json_t *rows = json_array();
+    const char *key;
+    json_t *v;
+    json_object_foreach(rb->deltas, key, v)
+    {
+        const char *t1 = strchr(key, '\t');
+        const char *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+        if (!t2)
+            continue;
+        json_array_append_new(rows, json_pack("{s:s%, s:s%, s:s, s:I}", "journey_id", key,
+                                              (size_t)(t1 - key), "step_id", t1 + 1,
+                                              (size_t)(t2 - t1 - 1), "counter", t2 + 1, "n",
+                                              (json_int_t)json_integer_value(v)));
+    }
+    return rows;
+}
+
 /* ---- loading ---- */
 
 static int64_t field_i64(PGresult *res, int row, int col)
@@ -376,6 +460,13 @@ void runbatch_load_run(runbatch_t *rb, PGresult *res, int row)
     r.st.wake_at_ms = field_i64(res, row, 6);
     json_t *state = json_loads(PQgetvalue(res, row, 7), 0, NULL);
     engine_state_from_json(&r.st, state);
+    /* Runs written by a batch carry "at" and "sends"; runs enrolled by an
+     * INSERT ... SELECT (broadcasts, the API) start with an empty state;
+     * runs from before the counters have no "at" (they count from here). */
+    const char *at = json_string_value(json_object_get(state, "at"));
+    snprintf(r.at_step, sizeof(r.at_step), "%s", at ? at : "");
+    r.fresh = json_object_get(state, "sends") == NULL;
+    r.resumed = status == RUN_ACTIVE;
     json_decref(state);
     if (!PQgetisnull(res, row, 8))
         r.trigger_event = json_loads(PQgetvalue(res, row, 8), 0, NULL);
@@ -410,6 +501,9 @@ void runbatch_load_run(runbatch_t *rb, PGresult *res, int row)
         }
     }
     r.j = j;
+    if (j && r.dirty && r.st.status == RUN_EXITED &&
+        (r.loaded_status == RUN_ACTIVE || r.loaded_status == RUN_WAITING))
+        delta_end(rb, jid, &r);
     if (r.dirty && r.st.status == RUN_EXITED) {
         char key[160];
         snprintf(key, sizeof(key), "%s\t%s", jid, r.st.exit_reason);
@@ -632,6 +726,7 @@ static void collect(runbatch_t *rb, size_t ri, engine_out_t *out)
         switch (a->kind) {
         case ACTION_STEP:
             count_step(rb, r->j, a->step->id);
+            delta_step(rb, r, a->step->id);
             break;
         case ACTION_SEND:
             rb->sends = grow(rb->sends, &rb->cap_sends, rb->n_sends, sizeof(*rb->sends));
@@ -656,6 +751,7 @@ static void collect(runbatch_t *rb, size_t ri, engine_out_t *out)
         }
         case ACTION_CONVERTED:
             count_outcome(rb, r->j, "converted");
+            delta_converted(rb, r);
             break;
         }
     }
@@ -708,6 +804,7 @@ static void note_end(runbatch_t *rb, rb_run_t *r, run_status_t before)
         count_outcome(rb, r->j, "completed");
     else
         count_outcome(rb, r->j, r->st.exit_reason[0] ? r->st.exit_reason : "exited");
+    delta_end(rb, r->j->id, r);
     rb_stats_t *s = find_stats(rb, r->j->id, r->profile_id);
     if (s->active)
         s->active--;
@@ -768,6 +865,7 @@ void runbatch_on_event(runbatch_t *rb, int64_t profile_id, int64_t event_id, con
         s->recent = jd_xrealloc(s->recent, (s->n_recent + 1) * sizeof(*s->recent));
         s->recent[s->n_recent++] = rb->env.now_ms;
         count_outcome(rb, j, "entered");
+        count_delta(rb, j->id, "", "entered");
         engine_ctx_t ctx = make_ctx(rb, r, event);
         engine_out_t out = {0};
         engine_start(j, &r->st, &ctx, &out);
@@ -865,12 +963,19 @@ bool runbatch_write_params(runbatch_t *rb, char *params[3])
         const char *step_id = r->st.step >= 0 && (size_t)r->st.step < r->j->n_steps
                                   ? r->j->steps[r->st.step].id
                                   : NULL;
+        if (r->fresh) {
+            /* An enrolment written for the first time: it entered now. */
+            count_delta(rb, r->j->id, "", "entered");
+            r->fresh = false;
+        }
+        json_t *state = engine_state_to_json(&r->st);
+        json_object_set_new(state, "at", json_string(r->at_step));
         json_t *row = json_pack("{s:I, s:b, s:s, s:s, s:I, s:s, s:s?, s:s?, s:o, s:b}", "id",
                                 (json_int_t)r->id, "is_new", r->is_new, "journey_id", r->j->id,
                                 "journey_hash", r->hash, "profile_id", (json_int_t)r->profile_id,
                                 "status", run_status_name(r->st.status), "step_id", step_id,
-                                "waiting_event", engine_waiting_event(r->j, &r->st), "state",
-                                engine_state_to_json(&r->st), "converted", r->st.converted);
+                                "waiting_event", engine_waiting_event(r->j, &r->st), "state", state,
+                                "converted", r->st.converted);
         json_object_set_new(row, "trigger_event_id",
                             r->trigger_event_id ? json_integer(r->trigger_event_id) : json_null());
         json_object_set(row, "trigger_event", r->trigger_event ? r->trigger_event : json_null());
@@ -914,11 +1019,14 @@ bool runbatch_write_params(runbatch_t *rb, char *params[3])
             json_array_append_new(traits, json_pack("{s:I, s:O}", "profile_id",
                                                     (json_int_t)rb->profiles[i].id, "patch",
                                                     rb->profiles[i].patch));
-    bool any = json_array_size(runs) || json_array_size(sends) || json_array_size(traits);
-    params[0] = json_dumps(runs, JSON_COMPACT);
+    json_t *counts = deltas_json(rb);
+    bool any = json_array_size(runs) || json_array_size(sends) || json_array_size(traits) ||
+               json_array_size(counts);
+    json_t *first = json_pack("{s:o, s:o}", "runs", runs, "counts", counts);
+    params[0] = json_dumps(first, JSON_COMPACT);
+    json_decref(first);
     params[1] = json_dumps(sends, JSON_COMPACT);
     params[2] = json_dumps(traits, JSON_COMPACT);
-    json_decref(runs);
     json_decref(sends);
     json_decref(traits);
     return any;

@@ -33,6 +33,9 @@ static const char LOCK_SQL[] = "SELECT txid::text, event_id FROM processor_curso
 
 /* The next events after the cursor, up to where the processor stands (their
  * profiles are resolved), and the profiles they touched. */
+/* The profiles of the events are two primary-key lookups each (an OR across
+ * kinds keeps a plan made while the tables were small: a scan of every
+ * identity per event, measured at 118 ms per 1,000 events). */
 static const char FETCH_SQL[] =
     "WITH b AS (SELECT ev.txid, ev.id, ev.source, ev.user_id, ev.anonymous_id FROM events ev"
     "  WHERE (ev.txid, ev.id) > ($1::xid8, $2::bigint)"
@@ -42,9 +45,10 @@ static const char FETCH_SQL[] =
     "  ORDER BY ev.txid, ev.id LIMIT $3::int),"
     " l AS (SELECT txid, id FROM b ORDER BY txid DESC, id DESC LIMIT 1)"
     " SELECT (SELECT count(*) FROM b), (SELECT txid::text FROM l), (SELECT id FROM l),"
-    " (SELECT coalesce(array_agg(DISTINCT i.profile_id), '{}') FROM b JOIN identities i"
-    "   ON (i.kind = 'user_id' AND i.value = b.user_id)"
-    "   OR (i.kind = 'anonymous_id' AND i.value = b.anonymous_id)"
+    " (SELECT coalesce(array_agg(DISTINCT x.profile_id), '{}') FROM b, LATERAL ("
+    "   SELECT i.profile_id FROM identities i WHERE i.kind = 'user_id' AND i.value = b.user_id"
+    "   UNION ALL SELECT i.profile_id FROM identities i WHERE i.kind = 'anonymous_id'"
+    "   AND i.value = b.anonymous_id) x"
     "  WHERE b.source <> 'segments')::text";
 
 static const char CURSOR_SQL[] =
@@ -96,6 +100,8 @@ struct segments {
     unsigned last_batch_rows;
     /* full-evaluation batch */
     char compute_from[24], compute_to[24];
+    unsigned compute_batch;     /* profile ids in the next batch (adapted, see adapt_batch) */
+    int64_t compute_started_us; /* when the batch in flight was sent */
     metric_t *m_entered, *m_left, *m_errors, *m_batches;
 };
 
@@ -197,6 +203,11 @@ static char *apply_sql(const char *expr, bool range)
 {
     const char *scope = range ? "p.id >= $3::bigint AND p.id < $4::bigint"
                               : "(p.id = ANY($2::bigint[]) OR p.merged_into = ANY($2::bigint[]))";
+    /* The members to look at for removal: without the range, PostgreSQL
+     * hash-joins every member of the segment for each batch (the cost of a
+     * full evaluation grew with the square of the member count). */
+    const char *del_scope =
+        range ? " AND m.profile_id >= $3::bigint AND m.profile_id < $4::bigint" : "";
     const char *progress =
         range ? ", compute_from = CASE WHEN s.compute_from = $3::bigint AND s.hash = $2 THEN"
                 "  (CASE WHEN $4::bigint > (SELECT coalesce(max(id), 0) FROM profiles) THEN NULL"
@@ -211,21 +222,18 @@ static char *apply_sql(const char *expr, bool range)
         " ins AS (INSERT INTO segment_members (segment_id, profile_id)"
         "  SELECT $1, id FROM cand WHERE member ON CONFLICT DO NOTHING RETURNING profile_id),"
         " del AS (DELETE FROM segment_members m USING cand c"
-        "  WHERE m.segment_id = $1 AND m.profile_id = c.id AND NOT c.member"
+        "  WHERE m.segment_id = $1 AND m.profile_id = c.id AND NOT c.member%s"
         "  RETURNING m.profile_id),"
         " chg AS (SELECT profile_id, true AS entered FROM ins"
         "  UNION ALL SELECT profile_id, false FROM del),"
         " log AS (INSERT INTO segment_changes (segment_id, profile_id, entered)"
         "  SELECT $1, profile_id, entered FROM chg),"
         " who AS (SELECT CASE WHEN c.entered THEN 'Segment Entered' ELSE 'Segment Left' END"
-        "   AS name,"
-        "  (SELECT min(i.value) FROM identities i WHERE i.profile_id = c.profile_id"
-        "   AND i.kind = 'user_id') AS uid,"
-        "  (SELECT min(i.value) FROM identities i WHERE i.profile_id = c.profile_id"
-        "   AND i.kind = 'anonymous_id') AS aid,"
-        "  gen_random_uuid()::text AS mid,"
+        "   AS name, i.uid, i.aid, gen_random_uuid()::text AS mid,"
         "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS ts"
-        "  FROM chg c),"
+        "  FROM chg c CROSS JOIN LATERAL (SELECT min(value) FILTER (WHERE kind = 'user_id')"
+        "   AS uid, min(value) FILTER (WHERE kind = 'anonymous_id') AS aid FROM identities"
+        "   WHERE profile_id = c.profile_id) i),"
         " ev AS (INSERT INTO events (source, message_id, type, event, user_id, anonymous_id, ts,"
         "   body)"
         "  SELECT 'segments', mid, 'track', name, uid, CASE WHEN uid IS NULL THEN aid END, now(),"
@@ -242,7 +250,7 @@ static char *apply_sql(const char *expr, bool range)
         "  updated_at = now()%s"
         "  WHERE s.id = $1%s)"
         " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)",
-        expr, scope, progress, range ? "" : " AND EXISTS (SELECT 1 FROM chg)");
+        expr, scope, del_scope, progress, range ? "" : " AND EXISTS (SELECT 1 FROM chg)");
 }
 
 /* Queues the re-evaluation of seg: range (from, to) or the profiles in
@@ -531,6 +539,24 @@ static char *due_sweeps(segments_t *s)
     return lit;
 }
 
+/* Full-evaluation batches are sized by time, not by a fixed count: each
+ * statement should take about 250 ms, so a cheap condition goes through a
+ * million profiles in a few large statements (the cost per statement, such
+ * as a hashed scan of a segment the condition reads, is paid a few times
+ * instead of hundreds), and a costly one still gives the event log a turn
+ * (items 1 and 2 of the loop) every half second or so. From batch_profiles,
+ * doubled after a batch under 125 ms, halved after one over 500 ms, within
+ * COMPUTE_BATCH_MIN..COMPUTE_BATCH_MAX. */
+enum { COMPUTE_BATCH_MIN = 100, COMPUTE_BATCH_MAX = 100000 };
+
+static void adapt_batch(segments_t *s, int64_t took_us)
+{
+    if (took_us < 125000 && s->compute_batch <= COMPUTE_BATCH_MAX / 2)
+        s->compute_batch *= 2;
+    else if (took_us > 500000 && s->compute_batch >= COMPUTE_BATCH_MIN * 2)
+        s->compute_batch /= 2;
+}
+
 static void on_computed(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
@@ -539,6 +565,7 @@ static void on_computed(db_t *db, PGresult *res, void *arg)
         fail(s, "evaluating a segment in full", res, false);
         return;
     }
+    adapt_batch(s, clock_mono_us() - s->compute_started_us);
     count_changes(s, res);
     go_idle(s); /* the next batch after anything more urgent */
 }
@@ -570,8 +597,9 @@ static void on_picked(db_t *db, PGresult *res, void *arg)
     }
     long long f = strtoll(from, NULL, 10);
     snprintf(s->compute_from, sizeof(s->compute_from), "%lld", f);
-    snprintf(s->compute_to, sizeof(s->compute_to), "%lld", f + (long long)s->opts.batch_profiles);
+    snprintf(s->compute_to, sizeof(s->compute_to), "%lld", f + (long long)s->compute_batch);
     set_state(s, SEG_COMPUTE);
+    s->compute_started_us = clock_mono_us();
     if (!queue_apply(s, pick, NULL, s->compute_from, s->compute_to, on_computed)) {
         s->compute_pending = false; /* logged; retried at the next install or sweep */
         go_idle(s);
@@ -639,6 +667,14 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     segments_kick(arg);
 }
 
+/* The processor notifies after each of its commits; under load that is
+ * hundreds a second. The reader waits NOTIFY_DELAY_MS (db_set_notify_delay) after the first one
+ * so that one transaction (and one WAL flush) covers the events of several:
+ * measured, the reader cost PostgreSQL as much CPU as the processor when it
+ * followed every commit. It adds at most that much to the latency from an
+ * event to a membership change. */
+#define NOTIFY_DELAY_MS 20
+
 static void on_notify(db_t *db, const char *channel, const char *payload, void *arg)
 {
     (void)db;
@@ -647,19 +683,25 @@ static void on_notify(db_t *db, const char *channel, const char *payload, void *
     segments_kick(arg);
 }
 
-static void on_listen(db_t *db, PGresult *res, void *arg)
+static void on_session(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
     (void)arg;
     if (res && !db_ok(res))
-        log_error("segments: LISTEN failed: %s", db_error(res));
+        log_error("segments: session setup (LISTEN, SET jit) failed: %s", db_error(res));
 }
 
 static void on_connect(db_t *db, void *arg)
 {
     segments_t *s = arg;
-    if (!db_query(db, "LISTEN journeyd_cursor", 0, NULL, on_listen, s))
+    if (!db_query(db, "LISTEN journeyd_cursor", 0, NULL, on_session, s))
         log_error("segments: cannot queue LISTEN");
+    /* The evaluation statements are estimated costly (correlated subqueries
+     * per profile), so PostgreSQL compiles them with JIT: 80 ms per batch of
+     * a trait condition, seconds for one that reads events, each time, for
+     * statements that run in tens of milliseconds without it. */
+    if (!db_query(db, "SET jit = off", 0, NULL, on_session, s))
+        log_error("segments: cannot queue SET jit");
     s->compute_pending = true;
     segments_kick(s);
 }
@@ -676,6 +718,9 @@ segments_t *segments_new(struct event_base *base, db_t *db, const segments_opts_
         s->opts.batch_profiles = 5000;
     if (s->opts.poll_ms <= 0)
         s->opts.poll_ms = 1000;
+    s->compute_batch = s->opts.batch_profiles;
+    if (s->compute_batch > COMPUTE_BATCH_MAX)
+        s->compute_batch = COMPUTE_BATCH_MAX;
     s->state = SEG_IDLE;
     s->retry = evtimer_new(base, on_retry, s);
     s->poll = event_new(base, -1, EV_PERSIST, on_poll, s);
@@ -692,6 +737,7 @@ segments_t *segments_new(struct event_base *base, db_t *db, const segments_opts_
                                   "Incremental segment transactions committed", NULL);
     db_on_connect(db, on_connect, s);
     db_on_notify(db, on_notify, s);
+    db_set_notify_delay(db, NOTIFY_DELAY_MS);
     if (db_connected(db))
         on_connect(db, s);
     return s;

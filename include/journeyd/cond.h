@@ -78,6 +78,12 @@ bool cond_eval(const cond_t *c, const cond_env_t *env);
 /* Which inputs c reads: a COND_NEEDS_* mask, so callers fetch only those. */
 unsigned cond_needs(const cond_t *c);
 
+/* Calls fn for every `segment:` reference in c (NULL: none), in source
+ * order, with the reference's position in its file. */
+void cond_foreach_segment(const cond_t *c,
+                          void (*fn)(void *arg, const char *segment, unsigned line, unsigned col),
+                          void *arg);
+
 /* Translates c into a PostgreSQL boolean expression that is never NULL, over
  * a profile row aliased `p` (profiles p). Event aggregates are correlated
  * subqueries on events, segments read segment_members(segment_id,

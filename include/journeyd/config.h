@@ -35,6 +35,8 @@ typedef struct config_connector {
     char *from;     /* "Name <addr@host>" or "addr@host" */
     char *username; /* NULL: no authentication */
     char *password;
+    bool require_tls; /* refuse to send without TLS (STARTTLS or smtps://) */
+    char *ca_file;    /* PEM bundle of CAs to trust instead of the system's; NULL: system */
     /* webhook */
     char *secret;             /* Standard Webhooks secret ("whsec_..." or raw); NULL: unsigned */
     bool allow_private;       /* allow loopback/private targets (intranet, tests) */

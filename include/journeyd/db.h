@@ -2,8 +2,9 @@
  * One non-blocking PostgreSQL connection on the event loop.
  *
  * Queries are queued and sent one at a time with PQsendQueryParams (text
- * parameters, always through $n placeholders); results arrive through
- * callbacks driven by socket events. A lost connection fails every queued
+ * parameters, always through $n placeholders), or with db_copy as a simple
+ * query whose COPY FROM STDIN data the db streams without blocking the loop;
+ * results arrive through callbacks driven by socket events. A lost connection fails every queued
  * query (callback with res == NULL) and reconnects with exponential backoff
  * (100 ms doubling to 5 s). Transactions are the caller's: queue "BEGIN",
  * the statements, then "COMMIT"; if the connection drops in between, the
@@ -27,6 +28,7 @@ typedef enum db_state {
     DB_CONNECTING, /* PQconnectStart/PQconnectPoll in progress */
     DB_IDLE,       /* connected, nothing in flight */
     DB_BUSY,       /* a query is in flight */
+    DB_COPY_IN,    /* a db_copy query is in flight and its COPY data is being sent */
     DB_BACKOFF,    /* disconnected, waiting to retry */
     DB_CLOSED,     /* db_close called */
 } db_state_t;
@@ -50,6 +52,15 @@ void db_close(db_t *db);
 
 void db_on_connect(db_t *db, db_connect_fn fn, void *arg);
 void db_on_notify(db_t *db, db_notify_fn fn, void *arg);
+/* With delay_ms > 0, notifications are coalesced: the notify callback runs
+ * once, delay_ms after the first notification not yet reported, with that
+ * one's channel and an empty payload, however many arrived meanwhile. For
+ * readers woken by every commit of a busy writer, so one pass covers
+ * several commits. 0 (the default): one call per notification. */
+void db_set_notify_delay(db_t *db, int delay_ms);
+/* Forgets the coalesced notifications not yet reported: for a reader that
+ * has just started the pass they asked for. */
+void db_notify_discard(db_t *db);
 
 /* Queues a query. params are NUL-terminated text or NULL for SQL NULL; sql
  * and params are copied. Returns false (and never calls cb) when the db is
@@ -59,13 +70,34 @@ void db_on_notify(db_t *db, db_notify_fn fn, void *arg);
  * db_on_connect callback go before every query queued earlier. A query
  * queued while disconnected waits for the next connection; one that was
  * queued when an established connection is lost gets NULL.
- * Only single statements without COPY are supported. */
+ * Only single statements are supported. A COPY FROM STDIN sent this way
+ * gets no data and fails (an error result); COPY TO STDOUT drops the
+ * connection (callback with NULL). */
 JD_WARN_UNUSED bool db_query(db_t *db, const char *sql, int nparams, const char *const *params,
                              db_result_fn cb, void *arg);
 
+#define DB_MAX_COPY_BUFFERS 16
+
+/* Queues sql, one or more statements without parameters sent as one simple
+ * query, so that several statements form one implicit transaction (committed
+ * when the last succeeds, rolled back on the first error, which skips the
+ * rest). Each COPY ... FROM STDIN among them takes the next of the ndata
+ * buffers (data[i], lens[i] bytes of COPY text or CSV, rows ending in a
+ * newline) in order; a COPY with no buffer left fails. The buffers are
+ * streamed in chunks as the socket takes them, never blocking the loop.
+ * cb gets the first error, otherwise the last statement's result, after the
+ * whole query completed (for an implicit transaction: after its COMMIT).
+ * sql and the buffers are copied. Returns false (and never calls cb) when
+ * the db is closed, its queue is full, or ndata is outside
+ * 0..DB_MAX_COPY_BUFFERS; otherwise cb is called exactly once, as for
+ * db_query (NULL when the connection is lost, also in the middle of the
+ * data). Queue order and on_connect placement as for db_query. */
+JD_WARN_UNUSED bool db_copy(db_t *db, const char *sql, int ndata, const char *const *data,
+                            const size_t *lens, db_result_fn cb, void *arg);
+
 db_state_t db_state(const db_t *db);
 const char *db_state_name(db_state_t s);
-/* Connected (IDLE or BUSY). */
+/* Connected (IDLE, BUSY or COPY_IN). */
 bool db_connected(const db_t *db);
 size_t db_queue_len(const db_t *db);
 const char *db_name(const db_t *db);

@@ -56,12 +56,15 @@ typedef struct smtp_job {
     int64_t timeout_ms; /* whole send; <= 0: 60 s */
     /* smtp://: with false, STARTTLS is used when the server offers it and the
      * message goes in clear otherwise (CURLUSESSL_TRY, so a local catcher
-     * without TLS works); with true, no STARTTLS means no send (RETRY).
+     * without TLS works); with true, or with a username, no STARTTLS means
+     * no send (RETRY).
      * smtps:// is TLS from the first byte either way. */
     bool require_tls;
+    const char *ca_file; /* PEM CA bundle to verify the server with; NULL: the system's */
 } smtp_job_t;
 
-/* Outcome: the last SMTP reply decides: 2xx OK, 4xx RETRY, 5xx FAIL; no
+/* Outcome: the last SMTP reply decides: 2xx OK, 4xx RETRY, 5xx FAIL (but
+ * 530/534/535/538, authentication refusals of the session, RETRY); no
  * reply (refused, reset, timeout) RETRY; a malformed URL FAIL. AUTH is used
  * when username is set. The message is at most DELIVER_MAX_MESSAGE bytes.
  * Copies everything it needs from job. Returns false (callback never called)

@@ -45,7 +45,9 @@ typedef struct event_ctx {
  * (the caller owns the reference): the input's fields with "type",
  * "messageId", "timestamp" (clock-skew corrected, see docs/api.md),
  * "receivedAt", the batch's context and integrations merged in, and
- * "writeKey" removed. On refusal returns NULL and fills err. */
+ * "writeKey" removed. Values below the top level are shared with in and
+ * with the batch (reference-counted, not copied): neither may be modified in
+ * place afterwards. On refusal returns NULL and fills err. */
 json_t *event_normalize(const json_t *in, event_type_t t, const event_ctx_t *ctx,
                         event_error_t *err);
 

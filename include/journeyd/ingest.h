@@ -2,7 +2,10 @@
  * Ingest: group commit of accepted events into PostgreSQL.
  *
  * Requests submit their normalised events; waiting requests are written
- * together in one INSERT (one implicit transaction) per flush. A flush takes
+ * together in one transaction per flush: COPY into event_dedup and events
+ * (db_copy, one implicit transaction), or, when a (source, messageId) repeats
+ * (the COPY fails with 23505 and stores nothing), the same rows again through
+ * one INSERT ... ON CONFLICT DO NOTHING. A flush takes
  * whole requests, up to batch_rows events (a larger request goes alone), and
  * starts on a free connection as soon as one of these holds:
  *   - batch_rows events wait;
@@ -17,7 +20,7 @@
  *
  * A request's callback runs only after the COMMIT that holds all its events
  * returned, so a 2xx always means committed; a request's events are always in
- * one statement, so a request is atomic. Duplicates by (source, messageId)
+ * one transaction, so a request is atomic. Duplicates by (source, messageId)
  * are dropped by the database and still count as committed. Nothing is
  * buffered past queue_max events: a full queue or a database that is down
  * refuses at once (the caller answers 503).

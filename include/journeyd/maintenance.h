@@ -1,8 +1,10 @@
 /*
  * Periodic database upkeep on a connection of its own: daily event partitions
  * created ahead of time, and partitions past retention dropped (only once the
- * processor has read every event in them). Each tick does a bounded amount of
- * work: a few partitions at most.
+ * processor has read every event in them), and journey statistics rolled up
+ * from journey_step_deltas into journey_step_stats every 5 s. Each tick does
+ * a bounded amount of work: a few partitions, at most 20 batches of 10,000
+ * deltas.
  */
 #ifndef JOURNEYD_MAINTENANCE_H
 #define JOURNEYD_MAINTENANCE_H

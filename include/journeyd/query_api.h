@@ -10,6 +10,7 @@
  *   GET /v1/profiles?userId=|anonymousId=|email=   score, segments, open
  *                                        runs, recent events and messages
  *   GET /v1/journeys                     journeys with runs by status
+ *                                        (GET /v1/journeys/{id}: stats_api.h)
  *   GET /v1/messages?profile=&journey=&status=     messages (paginated)
  *
  * Lists take `limit` (1-1000, default 100) and `cursor` (opaque, from the
@@ -35,6 +36,14 @@ query_api_t *query_api_new(db_t *db, const keyring_t *keys, const registry_t *re
  * POST prefix /v1/journeys/ is unaffected). */
 void query_api_register(query_api_t *api, http_server_t *server);
 void query_api_free(query_api_t *api);
+
+/* Whether r carries a read key or an admin key; otherwise answers 401 (and
+ * says so when the key is a write key) and returns false, r then freed. */
+JD_WARN_UNUSED bool query_api_authorised(const keyring_t *keys, http_req_t *r);
+
+/* Whether s is a row id as the API takes them (profiles, erasures): a
+ * positive whole number of at most 18 digits without a leading zero. */
+bool query_valid_id(const char *s);
 
 /* The opaque cursor of a row id: base64url (no padding) of its decimal
  * digits. out needs 32 bytes. */

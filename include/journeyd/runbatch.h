@@ -73,7 +73,10 @@ extern const char RUNBATCH_IDS_SQL[];
 void runbatch_set_ids(runbatch_t *rb, PGresult *res);
 
 /* The write: RUNBATCH_WRITE_SQL with the three parameters filled in
- * (malloc'd strings the caller frees). False when there is nothing to write. */
+ * (malloc'd strings the caller frees): $1 the runs and the per-step
+ * statistics their moves add to journey_step_deltas ({"runs", "counts"}),
+ * $2 the messages, $3 the trait changes. False when there is nothing to
+ * write. */
 extern const char RUNBATCH_WRITE_SQL[];
 bool runbatch_write_params(runbatch_t *rb, char *params[3]);
 

@@ -35,7 +35,8 @@ typedef struct segments segments_t;
 
 typedef struct segments_opts {
     unsigned batch_events;   /* events per incremental transaction */
-    unsigned batch_profiles; /* profile ids per full-evaluation statement */
+    unsigned batch_profiles; /* profile ids of the first full-evaluation statement (later
+                                ones are resized to take about 250 ms) */
     int64_t poll_ms;         /* safety-net poll when no NOTIFY arrives */
 } segments_opts_t;
 

@@ -511,15 +511,16 @@ class SmtpSink(_Peer):
     script = "smtp_sink.py"
     name = "smtp"
 
-    def __init__(self, reply_code=None, tmpdir=None):
+    def __init__(self, reply_code=None, tmpdir=None, args=()):
         super().__init__(tmpdir)
         self.reply_code = reply_code
+        self.args = list(args)  # more smtp_sink.py options: --tls-cert, --auth ...
 
     def _argv(self):
         argv = super()._argv()
         if self.reply_code is not None:
             argv += ["--reply-code", str(self.reply_code)]
-        return argv
+        return argv + self.args
 
     @property
     def url(self):

@@ -155,6 +155,24 @@ class Check(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("j.yaml:3:3: the trigger names segment 'ghosts'", r.stderr)
 
+    def test_unknown_segment_in_conditions(self):
+        tmp = harness.make_tmpdir("check-")
+        self.addCleanup(harness.remove_tmpdir, tmp)
+        os.mkdir(os.path.join(tmp, "segments"))
+        with open(os.path.join(tmp, "segments", "vip.yaml"), "w") as f:
+            f.write("id: vip\nwhere: {trait: plan, eq: pro}\n")
+        with open(os.path.join(tmp, "j.yaml"), "w") as f:
+            f.write("id: j\ntrigger:\n  event: A\n  where: {segment: vip}\n"
+                    "exit:\n  - when: {not: {segment: lost}}\n"
+                    "steps:\n  - id: b\n    branch:\n"
+                    "      - when: {any: [{segment: vip}, {segment: gone}]}\n"
+                    "        goto: e\n      - else: e\n  - id: e\n    end: true\n")
+        r = self.run_check(tmp)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("j.yaml:6:17: the condition reads segment 'lost'", r.stderr)
+        self.assertIn("j.yaml:10:38: the condition reads segment 'gone'", r.stderr)
+        self.assertNotIn("'vip'", r.stderr)
+
     def test_unknown_connector_with_config(self):
         tmp = harness.make_tmpdir("check-")
         self.addCleanup(harness.remove_tmpdir, tmp)

@@ -4,6 +4,7 @@ suppression list, 410 disabling a connector, the circuit breaker, lease
 expiry after a killed process, and a graceful stop with sends in flight."""
 
 import os
+import subprocess
 import time
 import unittest
 
@@ -120,6 +121,93 @@ class SmtpOutcomes(DeliveryCase):
         track(self.journeyd, "Mail Me", user="u3", email="ok@example.com")
         (mail,) = self.smtp.wait_for(1)
         self.assertEqual(mail.rcpt_tos, ["ok@example.com"])
+
+
+def make_certificates(folder):
+    """A throw-away CA and a certificate for 127.0.0.1 signed by it; returns
+    (ca.pem, cert.pem, key.pem)."""
+    paths = [os.path.join(folder, n) for n in ("ca.pem", "ca.key", "cert.pem", "key.pem",
+                                                "req.pem", "ext.cnf")]
+    ca, ca_key, cert, key, req, ext = paths
+    with open(ext, "w") as f:
+        f.write("subjectAltName = IP:127.0.0.1\n")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=journeyd test CA", "-keyout", ca_key, "-out", ca)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key,
+            "-out", req)
+    openssl("x509", "-req", "-in", req, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-days", "2", "-extfile", ext, "-out", cert)
+    return ca, cert, key
+
+
+class SmtpSecurity(DeliveryCase):
+    """STARTTLS, certificate checks, AUTH, and require_tls against the sink
+    with TLS and AUTH switched on (tests/peers/smtp_sink.py)."""
+    autostart = False
+    config_extra = {"delivery": {"retry_base": "200ms"}}
+
+    def secure_sink(self, *args):
+        if not hasattr(self, "certs"):
+            folder = os.path.join(self.tmp, "certs")
+            os.makedirs(folder)
+            self.certs = make_certificates(folder)
+        ca, cert, key = self.certs
+        sink = harness.SmtpSink(tmpdir=os.path.join(self.tmp, "secure"),
+                                args=["--tls-cert", cert, "--tls-key", key, *args])
+        self.addCleanup(sink.stop)
+        return sink.start()
+
+    def start_with(self, sink, **conn):
+        conn = dict({"type": "email", "url": sink.url, "from": harness.MAIL_FROM}, **conn)
+        return self.start_journeyd(smtp=None, connectors={"email": conn})
+
+    def test_starttls_and_auth_with_a_trusted_ca(self):
+        sink = self.secure_sink("--require-tls", "--auth", "mailer:s3cret")
+        j = self.start_with(sink, ca_file=self.certs[0], username="mailer", password="s3cret")
+        track(j, "Mail Me")
+        (mail,) = sink.wait_for(1, timeout=15)
+        self.assertTrue(mail.envelope["tls"])
+        self.assertEqual(mail.envelope["auth_user"], "mailer")
+        self.assertEqual(mail.msg["Subject"], "Hello Ada")
+        self.wait_status("sent")
+
+    def test_an_untrusted_certificate_is_not_sent_to(self):
+        sink = self.secure_sink()
+        j = self.start_with(sink)  # the system CAs do not know the test CA
+        track(j, "Mail Me")
+        rows = self.wait_status("retrying")
+        self.assertRegex(rows[0][3], r"(?i)certificate|SSL|peer")
+        time.sleep(1)
+        self.assertEqual(sink.messages(), [])
+
+    def test_a_refused_password_is_retried_and_suppresses_nobody(self):
+        sink = self.secure_sink("--auth", "mailer:s3cret")
+        j = self.start_with(sink, ca_file=self.certs[0], username="mailer", password="wrong")
+        track(j, "Mail Me")
+        rows = self.wait_status("retrying")
+        self.assertIn("535", rows[0][2] or rows[0][3])
+        self.assertEqual(sink.messages(), [])
+        self.assertEqual(self.psql("SELECT count(*) FROM suppressions"), [("0",)])
+
+    def test_require_tls_refuses_a_server_without_starttls(self):
+        plain = harness.SmtpSink(tmpdir=os.path.join(self.tmp, "plain")).start()
+        self.addCleanup(plain.stop)
+        j = self.start_with(plain, require_tls=True)
+        track(j, "Mail Me")
+        rows = self.wait_status("retrying")
+        self.assertRegex(rows[0][3], r"(?i)SSL|TLS")
+        time.sleep(1)
+        self.assertEqual(plain.messages(), [])
+        # Without require_tls the same server gets the message (a local catcher).
+        j.stop()
+        j2 = self.start_with(plain)
+        (mail,) = plain.wait_for(1, timeout=15)
+        self.assertFalse(mail.envelope["tls"])
+        self.assertIsNotNone(j2)
 
 
 class WebhookOutcomes(DeliveryCase):

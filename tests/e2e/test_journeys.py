@@ -150,6 +150,36 @@ class Waits(harness.JourneydTestCase):
                                           + [f"Again K{i}" for i in range(5)]))
 
 
+class WaitingGauge(harness.JourneydTestCase):
+    journeys = {"slow.yaml": """\
+id: slow
+trigger: {event: Slow Started}
+exit:
+  - event: Stop
+steps:
+  - id: pause
+    wait: 1h
+  - id: done
+    end: true
+"""}
+
+    def metric(self, value):
+        line = f'journeyd_journey_waiting{{journey="slow",step="pause"}} {value}'
+        return line in self.journeyd.get("/metrics").body.decode().splitlines()
+
+    def test_counts_waiting_runs_by_step(self):
+        for user in ("w1", "w2"):
+            r = self.journeyd.post("/v1/identify", person(user), key=K)
+            self.assertEqual(r.status, 200, r.body)
+            self.journeyd.post("/v1/track", {"userId": user, "event": "Slow Started"}, key=K)
+        # The gauge is refreshed every 15 s from the runs table.
+        harness.wait_until(lambda: self.metric(2), 25, what="the waiting gauge at 2")
+        for user in ("w1", "w2"):
+            self.journeyd.post("/v1/track", {"userId": user, "event": "Stop"}, key=K)
+        # Series of steps nobody waits in any more drop to 0 rather than vanish.
+        harness.wait_until(lambda: self.metric(0), 25, what="the waiting gauge back to 0")
+
+
 class Assignment(harness.JourneydTestCase):
     journeys = {"routing.yaml": ROUTING}
 

@@ -202,6 +202,12 @@ where:
   event: {name: Logged In, within: 3s}
   count_gte: 1
 refresh: 1s
+""", "winback.yaml": """\
+id: winback
+trigger: {segment: active, on: leave}
+steps:
+  - id: miss
+    send: {connector: email, subject: "We miss you, {{ profile.name }}", text: "come back"}
 """}
 
     def test_time_based_membership_is_swept(self):
@@ -213,6 +219,10 @@ refresh: 1s
         self.wait_members("active", [], timeout=10)
         rows = self.psql("SELECT event FROM events WHERE source = 'segments' ORDER BY id")
         self.assertEqual([r[0] for r in rows], ["Segment Entered", "Segment Left"])
+        # The swept exit feeds the journey triggered on leaving, once.
+        (mail,) = self.smtp.wait_for(1, timeout=10)
+        self.assertEqual(mail.msg["Subject"], "We miss you, A")
+        self.smtp.expect_exactly(1, quiet=1.5)
 
 
 SIGNUP = """\
@@ -461,6 +471,17 @@ class QueryApi(SegmentCase):
         self.bad("/v1/messages?journey=a%20b", "journey")
         self.bad("/v1/messages?limit=5000", "limit")
         self.bad("/v1/messages?cursor=zz", "cursor")
+        # A time window on created_at: since <= created_at < until.
+        self.psql(f"UPDATE outbox SET created_at = '2026-01-10T12:00:00Z' WHERE profile_id = {pid}")
+        old = self.read("/v1/messages?since=2026-01-10&until=2026-01-11T00:00:00Z").json["data"]
+        self.assertEqual([m["profile_id"] for m in old], [pid])
+        self.assertEqual(self.read("/v1/messages?until=2026-01-10T12:00:00Z").json["data"], [])
+        recent = self.read("/v1/messages?since=2026-01-10T12:00:00.001%2B00:00").json["data"]
+        self.assertEqual(len(recent), 2)
+        self.assertNotIn(pid, [m["profile_id"] for m in recent])
+        self.bad("/v1/messages?since=yesterday", "since")
+        self.bad("/v1/messages?until=2026-13-01", "until")
+        self.bad("/v1/messages?since=2026-02-01&until=2026-01-01", "until")
 
     def test_openapi(self):
         r = self.journeyd.get("/v1/openapi.json")

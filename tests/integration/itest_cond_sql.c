@@ -18,11 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../support/unit.h"
 #include "journeyd/cond.h"
 #include "journeyd/timefmt.h"
 #include "journeyd/xmalloc.h"
 #include "journeyd/yaml.h"
+#include "pgtest.h"
+#include "unit.h"
 
 #define N_PROFILES  80
 #define N_EVENTS    500
@@ -292,11 +293,9 @@ static bool engagement_cb(void *ctx, const char *journey, const char *step, bool
 
 /* ---- database ---- */
 
-static char *pg_port;
-
 static char *conninfo(const char *dbname)
 {
-    return jd_xasprintf("host=127.0.0.1 port=%s dbname=%s user=journeyd", pg_port, dbname);
+    return pgtest_conninfo(dbname);
 }
 
 static bool exec_ok(PGconn *c, const char *sql)
@@ -1222,19 +1221,6 @@ static void gen_cond(sbuf_t *b, int depth, bool event_ctx)
 
 int main(void)
 {
-    const char *dir = getenv("JOURNEYD_PG_DIR");
-    if (!dir) {
-        fprintf(stderr, "JOURNEYD_PG_DIR is not set (run through ctest)\n");
-        return 1;
-    }
-    char *path = jd_xasprintf("%s/port", dir);
-    pg_port = unit_read_file(path, NULL);
-    free(path);
-    if (!pg_port) {
-        fprintf(stderr, "no port file in %s: start the cluster with tests/support/pgctl\n", dir);
-        return 1;
-    }
-    pg_port[strcspn(pg_port, "\n")] = '\0';
     const char *seed = getenv("COND_SEED");
     rng_state = seed ? strtoull(seed, NULL, 10) : 20260315;
     if (rng_state == 0)
@@ -1315,7 +1301,6 @@ out:
     free(create);
     free(drop);
     free(dbname);
-    free(pg_port);
     for (int i = 0; i < N_PROFILES; i++)
         json_decref(profiles[i].traits);
     for (int i = 0; i < N_EVENTS; i++)

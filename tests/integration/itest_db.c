@@ -1,7 +1,9 @@
 /*
  * db.c against the private PostgreSQL: parameters, errors, ordering,
- * transactions, LISTEN/NOTIFY, a killed backend, a dead port, the queue cap
- * and db_close from inside callbacks. Every wait is bounded by a timer.
+ * transactions, LISTEN/NOTIFY, a killed backend, a dead port, the queue cap,
+ * db_close from inside callbacks, and COPY FROM STDIN with db_copy (escapes,
+ * several COPYs in one implicit transaction, a bad row, data larger than the
+ * socket buffers, a backend killed in the middle of the data). Every wait is bounded by a timer.
  */
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -13,10 +15,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../support/unit.h"
 #include "journeyd/db.h"
 #include "journeyd/log.h"
 #include "journeyd/xmalloc.h"
+#include "pgtest.h"
+#include "unit.h"
 
 static struct event_base *base;
 
@@ -25,26 +28,6 @@ static struct event_base *base;
 static char *conninfo_for_port(const char *port)
 {
     return jd_xasprintf("host=127.0.0.1 port=%s dbname=journeyd user=journeyd", port);
-}
-
-static char *test_conninfo(void)
-{
-    const char *dir = getenv("JOURNEYD_PG_DIR");
-    if (!dir) {
-        fprintf(stderr, "JOURNEYD_PG_DIR is not set (run through ctest)\n");
-        exit(1);
-    }
-    char *path = jd_xasprintf("%s/port", dir);
-    char *port = unit_read_file(path, NULL);
-    free(path);
-    if (!port) {
-        fprintf(stderr, "no port file in %s: start the cluster with tests/support/pgctl\n", dir);
-        exit(1);
-    }
-    port[strcspn(port, "\n")] = '\0';
-    char *ci = conninfo_for_port(port);
-    free(port);
-    return ci;
 }
 
 static void on_guard(evutil_socket_t fd, short what, void *arg)
@@ -224,7 +207,17 @@ static void test_errors(const char *ci)
     CHECK(st.queries_total == 4);
     CHECK(st.reconnects_total == 0);
 
-    /* COPY is refused by giving the connection up, never by spinning. */
+    /* COPY FROM STDIN through db_query gets no data: an error, and the
+     * connection stays. */
+    CHECK(query_sync(db, "CREATE TEMP TABLE nodata (x int)", 0, NULL, &c));
+    CHECK(query_sync(db, "COPY nodata FROM STDIN", 0, NULL, &c));
+    CHECK(c.status == PGRES_FATAL_ERROR);
+    CHECK(strstr(c.error, "no data was given") != NULL);
+    CHECK(query_sync(db, "SELECT count(*) FROM nodata", 0, NULL, &c));
+    CHECK_STR(c.value, "0");
+    CHECK(db_state(db) == DB_IDLE);
+
+    /* COPY TO is refused by giving the connection up, never by spinning. */
     CHECK(query_sync(db, "COPY (SELECT 1) TO STDOUT", 0, NULL, &c));
     CHECK(c.got_null);
     CHECK(wait_until(cond_connected, db, 10000));
@@ -409,11 +402,39 @@ static void test_listen_notify(const char *ci)
     CHECK(wait_count(&slow.calls, 1, 10000));
     CHECK(slow.status == PGRES_TUPLES_OK);
 
+    /* Coalesced: three notifications in one transaction and two more right
+     * after make one call, 150 ms after the first, with an empty payload. */
+    db_set_notify_delay(a, 150);
+    int before = l.notifies;
+    CHECK(query_sync(b,
+                     "SELECT pg_notify('jd_itest', 'x1'), pg_notify('jd_itest', 'x2'),"
+                     " pg_notify('jd_itest', 'x3')",
+                     0, NULL, &c));
+    const char *p4[] = {"jd_itest", "x4"};
+    CHECK(query_sync(b, "SELECT pg_notify($1, $2)", 2, p4, &c));
+    CHECK(query_sync(b, "SELECT pg_notify('jd_itest', 'x5')", 0, NULL, &c));
+    CHECK(wait_count(&l.notifies, before + 1, 10000));
+    run_for(400);
+    CHECK(l.notifies == before + 1);
+    CHECK_STR(l.channel, "jd_itest");
+    CHECK_STR(l.payload, "");
+    /* The next one after the delay is reported again. */
+    CHECK(query_sync(b, "SELECT pg_notify('jd_itest', 'x6')", 0, NULL, &c));
+    CHECK(wait_count(&l.notifies, before + 2, 10000));
+    /* Discarded before the delay is over: never reported. */
+    db_set_notify_delay(a, 1000);
+    CHECK(query_sync(b, "SELECT pg_notify('jd_itest', 'x7')", 0, NULL, &c));
+    run_for(300);
+    db_notify_discard(a);
+    run_for(1200);
+    CHECK(l.notifies == before + 2);
+    db_set_notify_delay(a, 0);
+
     /* db_close from inside the notify callback. */
     l.close_in_notify = 1;
     const char *p3[] = {"jd_itest", "bye"};
     CHECK(query_sync(b, "SELECT pg_notify($1, $2)", 2, p3, &c));
-    CHECK(wait_count(&l.notifies, 3, 10000));
+    CHECK(wait_count(&l.notifies, before + 3, 10000));
     CHECK(l.db == NULL);
     db_close(b);
 }
@@ -632,8 +653,161 @@ static void test_state_names(void)
     CHECK_STR(db_state_name(DB_CONNECTING), "CONNECTING");
     CHECK_STR(db_state_name(DB_IDLE), "IDLE");
     CHECK_STR(db_state_name(DB_BUSY), "BUSY");
+    CHECK_STR(db_state_name(DB_COPY_IN), "COPY_IN");
     CHECK_STR(db_state_name(DB_BACKOFF), "BACKOFF");
     CHECK_STR(db_state_name(DB_CLOSED), "CLOSED");
+}
+
+/* ---- COPY ---- */
+
+/* Runs one db_copy and waits for its result. */
+static bool copy_sync(db_t *db, const char *sql, int n, const char *const *data, const size_t *lens,
+                      capture_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    if (!db_copy(db, sql, n, data, lens, on_capture, c))
+        return false;
+    return wait_count(&c->calls, 1, 30000);
+}
+
+static void test_copy(const char *ci)
+{
+    db_t *db = db_open(base, "copy", ci);
+    CHECK(wait_until(cond_connected, db, 10000));
+    capture_t c;
+    CHECK(query_sync(db, "CREATE TEMP TABLE ca (n int PRIMARY KEY, t text, j jsonb)", 0, NULL, &c));
+    CHECK(query_sync(db, "CREATE TEMP TABLE cb (n int PRIMARY KEY)", 0, NULL, &c));
+
+    /* Escapes of the text format, NULL, jsonb as text. */
+    const char rows[] = "1\ttab\\there\\nnewline\\r\t{\"k\": \"a\\\\\\\\b\"}\n"
+                        "2\t\\N\t[1, 2]\n";
+    const char *data[] = {rows};
+    size_t lens[] = {strlen(rows)};
+    CHECK(copy_sync(db, "COPY ca FROM STDIN", 1, data, lens, &c));
+    CHECK(c.status == PGRES_COMMAND_OK);
+    CHECK(query_sync(db,
+                     "SELECT string_agg(n || '=' || coalesce(t, 'NULL') || '|' || j::text, ';' "
+                     "ORDER BY n) FROM ca",
+                     0, NULL, &c));
+    CHECK_STR(c.value, "1=tab\there\nnewline\r|{\"k\": \"a\\\\b\"};2=NULL|[1, 2]");
+
+    /* Two COPYs in one query form one implicit transaction, each with its
+     * own buffer; a bad row in the second undoes the first. */
+    const char b1[] = "10\tx\t{}\n11\ty\t{}\n", b2[] = "10\n11\n12\n";
+    const char *two[] = {b1, b2};
+    size_t two_lens[] = {strlen(b1), strlen(b2)};
+    const char bad2[] = "20\nnot a number\n";
+    const char *two_bad[] = {"30\tz\t{}\n", bad2};
+    size_t two_bad_lens[] = {strlen(two_bad[0]), strlen(bad2)};
+    CHECK(copy_sync(db, "COPY ca FROM STDIN; COPY cb FROM STDIN", 2, two, two_lens, &c));
+    CHECK(c.status == PGRES_COMMAND_OK);
+    CHECK(copy_sync(db, "COPY ca FROM STDIN; COPY cb FROM STDIN", 2, two_bad, two_bad_lens, &c));
+    CHECK(c.status == PGRES_FATAL_ERROR);
+    CHECK_STR(c.sqlstate, "22P02");
+    CHECK(query_sync(db, "SELECT (SELECT count(*) FROM ca) || '/' || (SELECT count(*) FROM cb)", 0,
+                     NULL, &c));
+    CHECK_STR(c.value, "4/3");
+
+    /* A duplicate key fails the whole query with 23505: nothing stored. */
+    const char dup[] = "40\ta\t{}\n41\tb\t{}\n40\tc\t{}\n";
+    const char *dup_data[] = {dup};
+    size_t dup_len[] = {strlen(dup)};
+    CHECK(copy_sync(db, "COPY ca FROM STDIN", 1, dup_data, dup_len, &c));
+    CHECK_STR(c.sqlstate, "23505");
+    CHECK(query_sync(db, "SELECT count(*) FROM ca WHERE n >= 40", 0, NULL, &c));
+    CHECK_STR(c.value, "0");
+
+    /* A second COPY without a buffer fails; the first is undone with it. */
+    CHECK(copy_sync(db, "COPY ca FROM STDIN; COPY cb FROM STDIN", 1, dup_data, (size_t[]){9}, &c));
+    CHECK(c.status == PGRES_FATAL_ERROR);
+    CHECK(query_sync(db, "SELECT count(*) FROM ca WHERE n >= 40", 0, NULL, &c));
+    CHECK_STR(c.value, "0");
+
+    /* 24 MB of rows: more than the socket buffers, so the data goes out in
+     * chunks as the socket drains (the loop keeps running meanwhile). */
+    enum { BIG_ROWS = 400000 };
+    size_t cap = (size_t)BIG_ROWS * 64, len = 0;
+    char *big = jd_xmalloc(cap);
+    for (int i = 0; i < BIG_ROWS; i++)
+        len +=
+            (size_t)snprintf(big + len, cap - len, "%d\t%0*d\t{\"i\": %d}\n", 1000 + i, 30, i, i);
+    CHECK(len > (16u << 20));
+    const char *big_data[] = {big};
+    size_t big_len[] = {len};
+    memset(&c, 0, sizeof(c));
+    CHECK(db_copy(db, "COPY ca FROM STDIN", 1, big_data, big_len, on_capture, &c));
+    free(big); /* db_copy copied it */
+    bool saw_copy_in = false;
+    capture_t other;
+    memset(&other, 0, sizeof(other));
+    db_t *side = db_open(base, "side", ci);
+    CHECK(db_query(side, "SELECT 'meanwhile'", 0, NULL, on_capture, &other));
+    for (int waited = 0; c.calls == 0 && waited < 60000; waited += 1) {
+        event_base_loop(base, EVLOOP_ONCE);
+        saw_copy_in |= db_state(db) == DB_COPY_IN;
+    }
+    CHECK(c.calls == 1 && c.status == PGRES_COMMAND_OK);
+    CHECK(saw_copy_in);
+    CHECK(wait_count(&other.calls, 1, 10000));
+    CHECK_STR(other.value, "meanwhile"); /* the loop was never blocked */
+    db_close(side);
+    CHECK(query_sync(db, "SELECT count(*) || '/' || sum((j->>'i')::bigint) FROM ca WHERE n >= 1000",
+                     0, NULL, &c));
+    char want[64];
+    snprintf(want, sizeof(want), "%d/%lld", BIG_ROWS, (long long)BIG_ROWS * (BIG_ROWS - 1) / 2);
+    CHECK_STR(c.value, want);
+
+    /* Refused up front. */
+    CHECK(!db_copy(db, "COPY ca FROM STDIN", -1, NULL, NULL, on_capture, &c));
+    CHECK(!db_copy(db, "COPY ca FROM STDIN", DB_MAX_COPY_BUFFERS + 1, data, lens, on_capture, &c));
+    CHECK(db_state(db) == DB_IDLE);
+    db_close(db);
+}
+
+/* The backend dies while the data is being sent: the copy and the query
+ * behind it get NULL once, nothing is stored, and the db reconnects. */
+static void test_copy_lost(const char *ci)
+{
+    counter_t cnt = {0};
+    db_t *a = db_open(base, "copy-victim", ci);
+    db_on_connect(a, on_count_connect, &cnt);
+    db_t *b = db_open(base, "copy-killer", ci);
+    capture_t c, pid, k;
+    CHECK(query_sync(b, "CREATE TABLE IF NOT EXISTS itest_copy_lost (n int PRIMARY KEY, t text)", 0,
+                     NULL, &c));
+    CHECK(query_sync(b, "TRUNCATE itest_copy_lost", 0, NULL, &c));
+    CHECK(query_sync(a, "SELECT pg_backend_pid()", 0, NULL, &pid));
+
+    enum { ROWS = 1500000 };
+    size_t cap = (size_t)ROWS * 48, len = 0;
+    char *big = jd_xmalloc(cap);
+    for (int i = 0; i < ROWS; i++)
+        len += (size_t)snprintf(big + len, cap - len, "%d\t%0*d\n", i, 32, i);
+    const char *data[] = {big};
+    size_t lens[] = {len};
+    capture_t copy, behind;
+    memset(&copy, 0, sizeof(copy));
+    memset(&behind, 0, sizeof(behind));
+    CHECK(db_copy(a, "COPY itest_copy_lost FROM STDIN", 1, data, lens, on_capture, &copy));
+    free(big);
+    CHECK(db_query(a, "SELECT 'behind'", 0, NULL, on_capture, &behind));
+    for (int i = 0; i < 200000 && db_state(a) != DB_COPY_IN && copy.calls == 0; i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    CHECK(db_state(a) == DB_COPY_IN);
+    const char *p[] = {pid.value};
+    CHECK(query_sync(b, "SELECT pg_terminate_backend($1::int)", 1, p, &k));
+    CHECK_STR(k.value, "t");
+    CHECK(wait_count(&behind.calls, 1, 30000));
+    CHECK(copy.calls == 1 && copy.got_null);
+    CHECK(behind.calls == 1 && behind.got_null);
+    CHECK(wait_count(&cnt.connects, 2, 10000));
+    CHECK(query_sync(a, "SELECT 'back'", 0, NULL, &c));
+    CHECK_STR(c.value, "back");
+    CHECK(query_sync(b, "SELECT count(*) FROM itest_copy_lost", 0, NULL, &c));
+    CHECK_STR(c.value, "0");
+    CHECK(query_sync(b, "DROP TABLE itest_copy_lost", 0, NULL, &c));
+    db_close(a);
+    db_close(b);
 }
 
 int main(void)
@@ -644,7 +818,7 @@ int main(void)
         level = LOG_LVL_WARN;
     log_init(level);
     base = event_base_new();
-    char *ci = test_conninfo();
+    char *ci = pgtest_conninfo("journeyd");
     if (PQping(ci) != PQPING_OK) {
         fprintf(stderr, "PostgreSQL is not answering at %s: start it with tests/support/pgctl\n",
                 ci);
@@ -662,6 +836,8 @@ int main(void)
     test_killed_connection(ci);
     test_dead_port();
     test_close_in_callback(ci);
+    test_copy(ci);
+    test_copy_lost(ci);
     test_foreach(ci);
 
     free(ci);

@@ -20,10 +20,10 @@
 
 #include <event2/event.h>
 
-#include "../support/unit.h"
 #include "journeyd/clock.h"
 #include "journeyd/deliver.h"
 #include "journeyd/mime.h"
+#include "unit.h"
 
 #define PY "/usr/bin/python3"
 

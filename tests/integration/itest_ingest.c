@@ -2,9 +2,12 @@
  * ingest.c against the private PostgreSQL, in a database of its own: group
  * commit over several connections, a request's callback only after its rows
  * are committed and never inside ingest_submit, one transaction per request
- * (also when batch_rows splits the queue), duplicates, a refused batch, the
- * body stored as sent (89.9 stays 89.9), a database that is down, and
- * ingest_free with writes in flight. Every wait is bounded by a timer.
+ * (also when batch_rows splits the queue), duplicates (within a request,
+ * within a flush and against an earlier flush: the COPY of the flush fails
+ * and the INSERT fallback stores each event once), a refused batch, the
+ * body stored as sent (89.9 stays 89.9) through COPY and through the
+ * fallback, a database that is down, and ingest_free with writes in flight. Every wait is bounded
+ * by a timer.
  */
 #include <event2/event.h>
 #include <jansson.h>
@@ -12,12 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../support/unit.h"
 #include "journeyd/db.h"
 #include "journeyd/ingest.h"
 #include "journeyd/log.h"
+#include "journeyd/metrics.h"
 #include "journeyd/migrate.h"
 #include "journeyd/xmalloc.h"
+#include "pgtest.h"
+#include "unit.h"
 
 #define TEST_DB "journeyd_itest_ingest"
 
@@ -25,32 +30,6 @@ static struct event_base *base;
 static PGconn *check; /* blocking connection that looks at what is committed */
 
 /* ---- helpers ---- */
-
-static char *read_port(void)
-{
-    const char *dir = getenv("JOURNEYD_PG_DIR");
-    if (!dir) {
-        fprintf(stderr, "JOURNEYD_PG_DIR is not set (run through ctest)\n");
-        exit(1);
-    }
-    char *path = jd_xasprintf("%s/port", dir);
-    char *port = unit_read_file(path, NULL);
-    free(path);
-    if (!port) {
-        fprintf(stderr, "no port file in %s: start the cluster with tests/support/pgctl\n", dir);
-        exit(1);
-    }
-    port[strcspn(port, "\n")] = '\0';
-    return port;
-}
-
-static void exec_ok(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        unit_fail(__FILE__, __LINE__, "%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-}
 
 /* The first column of the first row of sql ($1 = p1) as a number; -1 on error. */
 static long count1(const char *sql, const char *p1)
@@ -172,6 +151,19 @@ static size_t count_named(const char *prefix)
     return n.count;
 }
 
+/* journeyd_ingest_fallbacks_total: flushes whose COPY met a repeated key
+ * and were written again with INSERT. */
+static long fallbacks(void)
+{
+    size_t len;
+    char *text = metrics_render(&len);
+    const char *name = "\njourneyd_ingest_fallbacks_total ";
+    const char *at = strstr(text, name);
+    long n = at ? atol(at + strlen(name)) : -1;
+    free(text);
+    return n;
+}
+
 /* ---- tests ---- */
 
 /* Many requests at once over three connections: every callback exactly once,
@@ -263,6 +255,16 @@ static void test_dedup_and_body(const char *ci)
                    "\"s\":\"\\u2028/\\\\\"}}",
                    0, &jerr);
     CHECK(odd != NULL);
+    /* Alone, the event goes through COPY. */
+    long fb = fallbacks();
+    json_t *alone = json_pack("[O]", odd);
+    int copied = 0;
+    CHECK(ingest_submit(ing, "copy", alone, on_counted, &copied) == INGEST_ACCEPTED);
+    CHECK(wait_count(&copied, 1, 10000));
+    CHECK(fallbacks() == fb);
+    json_decref(alone);
+
+    /* With duplicates, through the INSERT fallback. */
     json_t *events = json_array();
     json_array_append_new(events, odd);
     json_array_append_new(events, track("dup-1", "u2"));
@@ -273,14 +275,15 @@ static void test_dedup_and_body(const char *ci)
     CHECK(ingest_submit(ing, "app", events, on_counted, &done) == INGEST_ACCEPTED);
     CHECK(wait_count(&done, 3, 10000));
     CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'dup-1'", NULL) == 2);
-    CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'body-1'", NULL) == 2);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'body-1'", NULL) == 3);
+    CHECK(fallbacks() > fb);
 
     char *sent = json_dumps(odd, JSON_COMPACT);
     CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'body-1' AND "
                  "body - 'properties' = $1::jsonb - 'properties' "
                  "AND user_id = 'u\"1' AND event = E'E\\n\\t\\u0001\\u00e9' AND type = 'track' "
                  "AND ts = '2026-11-23T09:30:00Z' AND anonymous_id IS NULL",
-                 sent) == 2);
+                 sent) == 3);
     free(sent);
     /* Reals keep their shortest spelling, integers stay integers. */
     CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'body-1' AND "
@@ -289,7 +292,7 @@ static void test_dedup_and_body(const char *ci)
                  "AND body->'properties'->>'big' = '-9223372036854775807' "
                  "AND body->'properties'->'list' = '[true, false, null, {}, []]' "
                  "AND body->'properties'->>'s' = E'\\u2028/\\\\'",
-                 NULL) == 2);
+                 NULL) == 3);
     json_decref(events);
     db_close(db);
     ingest_free(ing);
@@ -301,6 +304,143 @@ static void on_status(ingest_status_t st, void *arg)
     r->calls++;
     r->status = st;
     (*r->done)++;
+}
+
+static void submit_ids(ingest_t *ing, const char *source, const char *const *ids, size_t n,
+                       req_t *r)
+{
+    json_t *events = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(events, track(ids[i], "dedup-user"));
+    r->n_events = (unsigned)n;
+    in_submit = true;
+    if (ingest_submit(ing, source, events, on_status, r) != INGEST_ACCEPTED)
+        unit_fail(__FILE__, __LINE__, "refused");
+    in_submit = false;
+    json_decref(events);
+}
+
+static long rows_of(const char *id)
+{
+    return count1("SELECT count(*) FROM events WHERE source = 'cd' AND message_id = $1", id);
+}
+
+/* Duplicates reach the COPY path: a repeat within a request, within a flush
+ * (two requests) and of an earlier flush each fail the flush's COPY with
+ * 23505; the flush is written again with INSERT, every request hears
+ * COMMITTED, and every messageId is stored once. Flushes without a repeat
+ * stay on COPY (one query each). */
+static void test_dedup_copy(const char *ci)
+{
+    db_t *db = db_open(base, "ingest", ci);
+    ingest_opts_t opts = {.flush_ms = 5, .batch_rows = 500, .queue_max = 1000};
+    ingest_t *ing = ingest_new(base, db, &opts);
+    db_t *dbs[] = {db};
+    CHECK(all_connected(dbs, 1, 10000));
+    long fb = fallbacks();
+    CHECK(fb >= 0);
+    db_stats_t st0, st1;
+
+    /* New ids: COPY alone, one query. */
+    int done = 0;
+    req_t a = {.done = &done};
+    db_stats(db, &st0);
+    submit_ids(ing, "cd", (const char *[]){"cd-1", "cd-2", "cd-3"}, 3, &a);
+    CHECK(wait_count(&done, 1, 10000));
+    db_stats(db, &st1);
+    CHECK(a.calls == 1 && a.status == INGEST_COMMITTED);
+    CHECK(fallbacks() == fb);
+    CHECK(st1.queries_total - st0.queries_total == 1);
+    CHECK(rows_of("cd-1") == 1 && rows_of("cd-2") == 1 && rows_of("cd-3") == 1);
+
+    /* A repeat within one request, and two requests of one flush. */
+    req_t b = {.done = &done}, c = {.done = &done};
+    submit_ids(ing, "cd", (const char *[]){"cd-4", "cd-4"}, 2, &b);
+    submit_ids(ing, "cd", (const char *[]){"cd-5"}, 1, &c);
+    CHECK(wait_count(&done, 3, 10000));
+    CHECK(b.calls == 1 && b.status == INGEST_COMMITTED);
+    CHECK(c.calls == 1 && c.status == INGEST_COMMITTED);
+    CHECK(fallbacks() == fb + 1);
+    CHECK(rows_of("cd-4") == 1 && rows_of("cd-5") == 1);
+
+    /* The same id in two requests of one flush. */
+    req_t d = {.done = &done}, e = {.done = &done};
+    submit_ids(ing, "cd", (const char *[]){"cd-6"}, 1, &d);
+    submit_ids(ing, "cd", (const char *[]){"cd-7", "cd-6"}, 2, &e);
+    CHECK(wait_count(&done, 5, 10000));
+    CHECK(d.status == INGEST_COMMITTED && e.status == INGEST_COMMITTED);
+    CHECK(d.calls == 1 && e.calls == 1);
+    CHECK(fallbacks() == fb + 2);
+    CHECK(rows_of("cd-6") == 1 && rows_of("cd-7") == 1);
+
+    /* A repeat of an earlier flush, next to a new id. */
+    req_t f = {.done = &done};
+    submit_ids(ing, "cd", (const char *[]){"cd-1", "cd-8"}, 2, &f);
+    CHECK(wait_count(&done, 6, 10000));
+    CHECK(f.calls == 1 && f.status == INGEST_COMMITTED);
+    CHECK(fallbacks() == fb + 3);
+    CHECK(rows_of("cd-1") == 1 && rows_of("cd-8") == 1);
+
+    /* A request made only of repeats: answered, nothing stored. */
+    req_t g = {.done = &done};
+    submit_ids(ing, "cd", (const char *[]){"cd-2", "cd-3"}, 2, &g);
+    CHECK(wait_count(&done, 7, 10000));
+    CHECK(g.calls == 1 && g.status == INGEST_COMMITTED);
+    CHECK(fallbacks() == fb + 4);
+
+    /* And back on COPY. */
+    req_t h = {.done = &done};
+    db_stats(db, &st0);
+    submit_ids(ing, "cd", (const char *[]){"cd-9"}, 1, &h);
+    CHECK(wait_count(&done, 8, 10000));
+    db_stats(db, &st1);
+    CHECK(h.status == INGEST_COMMITTED);
+    CHECK(fallbacks() == fb + 4);
+    CHECK(st1.queries_total - st0.queries_total == 1);
+
+    CHECK(count1("SELECT count(*) FROM events WHERE source = 'cd'", NULL) == 9);
+    CHECK(count1("SELECT count(*) FROM event_dedup WHERE source = 'cd'", NULL) == 9);
+    CHECK(count1("SELECT count(DISTINCT message_id) FROM events WHERE source = 'cd'", NULL) == 9);
+    db_close(db);
+    ingest_free(ing);
+}
+
+/* Text that looks like COPY's own syntax ("\\N", backslashes, tabs, line
+ * ends) lands as sent, through COPY and through the INSERT fallback. */
+static void test_copy_escapes(const char *ci)
+{
+    db_t *db = db_open(base, "ingest", ci);
+    ingest_opts_t opts = {.flush_ms = 5, .batch_rows = 500, .queue_max = 1000};
+    ingest_t *ing = ingest_new(base, db, &opts);
+    db_t *dbs[] = {db};
+    CHECK(all_connected(dbs, 1, 10000));
+    static const char user[] = "\\N", anon[] = "a\\tb\t\\\\c\r\n\\.", name[] = "\\.\n";
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type", "page", "messageId",
+                           "esc-1", "userId", user, "anonymousId", anon, "event", name, "timestamp",
+                           "2026-11-23T09:30:00.000Z", "receivedAt", "2026-11-23T09:30:00.000Z");
+    json_t *one = json_pack("[O]", ev), *twice = json_pack("[O, O]", ev, ev);
+    long fb = fallbacks();
+    int done = 0;
+    CHECK(ingest_submit(ing, "esc-copy", one, on_counted, &done) == INGEST_ACCEPTED);
+    CHECK(wait_count(&done, 1, 10000));
+    CHECK(fallbacks() == fb);
+    CHECK(ingest_submit(ing, "esc-insert", twice, on_counted, &done) == INGEST_ACCEPTED);
+    CHECK(wait_count(&done, 2, 10000));
+    CHECK(fallbacks() == fb + 1);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'esc-1' AND user_id = $1", user) ==
+          2);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'esc-1' AND anonymous_id = $1",
+                 anon) == 2);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'esc-1' AND event = $1", name) ==
+          2);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id = 'esc-1' AND body->>'anonymousId' "
+                 "= $1",
+                 anon) == 2);
+    json_decref(one);
+    json_decref(twice);
+    json_decref(ev);
+    db_close(db);
+    ingest_free(ing);
 }
 
 /* A batch the database refuses fails as a whole; the next one is fine. */
@@ -377,40 +517,21 @@ static void test_down_and_free(const char *ci)
 
 int main(void)
 {
-    log_level_t level = LOG_LVL_WARN;
-    const char *env = getenv("JOURNEYD_LOG_LEVEL");
-    if (env && !log_level_parse(env, &level))
-        level = LOG_LVL_WARN;
-    log_init(level);
+    pgtest_log_init();
     base = event_base_new();
-
-    char *port = read_port();
-    char *admin_ci = jd_xasprintf("host=127.0.0.1 port=%s dbname=journeyd user=journeyd", port);
-    char *ci = jd_xasprintf("host=127.0.0.1 port=%s dbname=%s user=journeyd", port, TEST_DB);
-    free(port);
-    PGconn *admin = PQconnectdb(admin_ci);
-    if (PQstatus(admin) != CONNECTION_OK) {
-        fprintf(stderr, "PostgreSQL is not answering at %s: %s", admin_ci, PQerrorMessage(admin));
-        return 1;
-    }
-    exec_ok(admin, "DROP DATABASE IF EXISTS " TEST_DB " WITH (FORCE)");
-    exec_ok(admin, "CREATE DATABASE " TEST_DB " TEMPLATE template0");
-    if (migrate_run(ci) != 0) {
-        fprintf(stderr, "migrations failed\n");
-        return 1;
-    }
+    char *ci = pgtest_fresh_db(TEST_DB, true);
     check = PQconnectdb(ci);
     CHECK(PQstatus(check) == CONNECTION_OK);
 
     test_group_commit(ci);
     test_dedup_and_body(ci);
     test_refused(ci);
+    test_dedup_copy(ci);
+    test_copy_escapes(ci);
     test_down_and_free(ci);
 
     PQfinish(check);
-    exec_ok(admin, "DROP DATABASE IF EXISTS " TEST_DB " WITH (FORCE)");
-    PQfinish(admin);
-    free(admin_ci);
+    pgtest_drop_db(TEST_DB);
     free(ci);
     event_base_free(base);
     libevent_global_shutdown();

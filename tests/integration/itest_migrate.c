@@ -13,15 +13,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../support/unit.h"
 #include "journeyd/migrate.h"
 #include "journeyd/xmalloc.h"
-
-static char *pg_port;
+#include "pgtest.h"
+#include "unit.h"
 
 static char *conninfo(const char *dbname)
 {
-    return jd_xasprintf("host=127.0.0.1 port=%s dbname=%s user=journeyd", pg_port, dbname);
+    return pgtest_conninfo(dbname);
 }
 
 static PGconn *connect_or_die(const char *ci)
@@ -304,19 +303,6 @@ static void test_unreachable(void)
 
 int main(void)
 {
-    const char *dir = getenv("JOURNEYD_PG_DIR");
-    if (!dir) {
-        fprintf(stderr, "JOURNEYD_PG_DIR is not set (run through ctest)\n");
-        return 1;
-    }
-    char *path = jd_xasprintf("%s/port", dir);
-    pg_port = unit_read_file(path, NULL);
-    free(path);
-    if (!pg_port) {
-        fprintf(stderr, "no port file in %s: start the cluster with tests/support/pgctl\n", dir);
-        return 1;
-    }
-    pg_port[strcspn(pg_port, "\n")] = '\0';
 
     char *admin_ci = conninfo("journeyd");
     PGconn *admin = connect_or_die(admin_ci);
@@ -341,6 +327,5 @@ int main(void)
     free(db2);
     PQfinish(admin);
     free(admin_ci);
-    free(pg_port);
     return unit_finish("itest_migrate");
 }

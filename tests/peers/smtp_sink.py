@@ -2,6 +2,7 @@
 """SMTP sink for the journeyd demo and tests: stores every message it accepts.
 
     smtp_sink.py --port P --dir D [--host 127.0.0.1] [--port-file F] [--reply-code N]
+                 [--tls-cert PEM --tls-key PEM [--require-tls]] [--auth USER:PASSWORD]
 
 Each accepted message becomes two files in D, both written to D/tmp first and
 then renamed into place, the sidecar first, so that a visible .eml always has
@@ -17,6 +18,12 @@ exists: "250" accepts, "451 4.3.0 try later" or "550 5.7.1 no" refuses with
 that exact reply. A refused message is kept under D/rejected/ (same naming)
 so that tests can count delivery attempts.
 
+TLS and AUTH (tests of the connector's security options): --tls-cert and
+--tls-key offer STARTTLS with that certificate (--require-tls refuses MAIL
+before STARTTLS); --auth requires AUTH PLAIN/LOGIN with these credentials,
+only over TLS when TLS is offered. The sidecar records "tls" (whether the
+session was encrypted) and "auth_user" (the name it logged in with, or null).
+
 --port 0 binds a free port; --port-file F receives the bound port. Runs in the
 foreground until SIGTERM or SIGINT, then exits 0.
 """
@@ -28,10 +35,11 @@ import logging
 import os
 import re
 import signal
+import ssl
 import sys
 import time
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 DEFAULT_TEXT = {
     "250": "250 2.0.0 OK: queued by smtp_sink",
@@ -94,6 +102,9 @@ class SinkHandler:
             "rcpt_options": list(envelope.rcpt_options),
             "size": len(envelope.original_content),
             "reply": reply,
+            "tls": session.ssl is not None,
+            "auth_user": (session.auth_data.login.decode()
+                          if session.authenticated and session.auth_data else None),
         }
         target = self.dir if reply.startswith("2") else self.rejected
         write_atomic(self.tmp, os.path.join(target, name + ".json"),
@@ -113,9 +124,25 @@ async def serve(args):
     handler = SinkHandler(args.dir, args.reply_code)
     loop = asyncio.get_running_loop()
 
+    options = {}
+    if args.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        options.update(tls_context=ctx, require_starttls=args.require_tls)
+    if args.auth:
+        user, _, password = args.auth.partition(":")
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (isinstance(auth_data, LoginPassword) and auth_data.login == user.encode()
+                  and auth_data.password == password.encode())
+            return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+        options.update(authenticator=authenticator, auth_required=True,
+                       auth_require_tls=bool(args.tls_cert))
+
     def factory():
         return SMTP(handler, hostname="smtp-sink.test", data_size_limit=MAX_MESSAGE,
-                    enable_SMTPUTF8=True, decode_data=False)
+                    enable_SMTPUTF8=True, decode_data=False, **options)
 
     server = await loop.create_server(factory, host=args.host, port=args.port)
     port = server.sockets[0].getsockname()[1]
@@ -138,7 +165,13 @@ def main():
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port-file")
     p.add_argument("--reply-code", default="250")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--require-tls", action="store_true")
+    p.add_argument("--auth", metavar="USER:PASSWORD")
     args = p.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
     if reply_line(args.reply_code) is None:
         p.error(f"invalid --reply-code {args.reply_code!r}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

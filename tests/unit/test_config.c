@@ -108,6 +108,7 @@ static void test_full(void)
     write_file(dir, "s", "whsec_abcdef\r\n\n", 15);
     write_file(dir, "wk", "wk_fromfile1\n", 13);
     write_file(dir, "ak", "admin_key_2", 11);
+    write_file(dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n", 28);
     const char *text =
         "listen: {address: 0.0.0.0, port: 0, port_file: /tmp/x/port}\n"
         "http: {max_body: 1m, max_headers: 32k, timeout: 2m, max_connections: 64}\n"
@@ -128,7 +129,8 @@ static void test_full(void)
         "read_keys: [r1_12345678]\n"
         "connectors:\n"
         "  email: {type: email, url: \"smtp://127.0.0.1:2525\", from: \"Shop <hi@shop.example>\",\n"
-        "          username: u, password_file: p, timeout: 10s, max_concurrency: 4}\n"
+        "          username: u, password_file: p, timeout: 10s, max_concurrency: 4,\n"
+        "          require_tls: true, ca_file: ca.pem}\n"
         "  crm: {type: webhook, url: \"https://crm.example/hook\", secret_file: s,\n"
         "        allow_private: true}\n"
         "  plain: {type: webhook, url: \"http://10.0.0.1/x\"}\n";
@@ -178,6 +180,9 @@ static void test_full(void)
         CHECK_STR(e->username, "u");
         CHECK_STR(e->password, "smtp-pass");
         CHECK(e->timeout_ms == 10000 && e->max_concurrency == 4);
+        CHECK(e->require_tls);
+        snprintf(want, sizeof(want), "%s/ca.pem", dir);
+        CHECK_STR(e->ca_file, want);
     }
     const config_connector_t *w = config_connector(&cfg, "crm");
     CHECK(w != NULL);
@@ -296,6 +301,9 @@ static void test_errors(void)
                  "6:6: missing required key 'from'");
     expect_error(BASE SOURCE "connectors:\n  m: {type: email, url: \"smtp://x\", from: nobody}\n",
                  "6:43: expected an address such as 'Shop <hi@shop.example>', found 'nobody'");
+    expect_error(BASE SOURCE "connectors:\n  m: {type: email, url: \"smtp://x\", from: a@b.c, "
+                             "ca_file: /nonexistent/ca.pem}\n",
+                 "6:59: cannot read '/nonexistent/ca.pem': No such file or directory");
     expect_error(BASE SOURCE "connectors:\n  h: {type: webhook, url: \"https://x\", from: a@b.c}\n",
                  "6:40: unknown key 'from'");
     expect_error(BASE SOURCE "connectors:\n  h: {type: webhook, url: \"https://x\", "

@@ -1,0 +1,97 @@
+"""The event processor: wake-ups (a commit during a batch is never left
+waiting for the safety-net poll) and the short way for known people inside
+one batch (a later event sees what earlier events of the same batch did)."""
+
+import subprocess
+import time
+import unittest
+
+import harness
+
+K = harness.WRITE_KEY
+
+PROBE = """\
+id: probe
+trigger: {event: Probe}
+steps:
+  - id: mail
+    send: {connector: email, subject: "{{ event.properties.n }} {{ profile.plan }}", text: "x"}
+"""
+
+
+def processed(tc):
+    return int(tc.psql("SELECT count(*) FROM events e, processor_cursors c WHERE c.name = 'events'"
+                       " AND (e.txid, e.id) <= (c.txid, c.event_id)")[0][0])
+
+
+class OneBatch(harness.JourneydTestCase):
+    journeys = {"probe.yaml": PROBE}
+
+    def test_later_events_see_earlier_changes_of_the_batch(self):
+        r = self.journeyd.post("/v1/identify", {"userId": "ua", "traits": {
+            "email": "ua@example.com", "plan": "free"}}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        r = self.journeyd.post("/v1/page", {"anonymousId": "ab", "name": "Home"}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        harness.wait_until(lambda: processed(self) >= 2, 15, what="2 events processed")
+        (ua,) = self.psql("SELECT profile_id FROM identities WHERE value = 'ua'")[0]
+        (ab,) = self.psql("SELECT profile_id FROM identities WHERE value = 'ab'")[0]
+        self.assertNotEqual(ua, ab)
+        # One request, so one transaction, so one batch of the processor.
+        batch = [
+            {"type": "track", "userId": "ua", "event": "Probe", "properties": {"n": 1}},
+            {"type": "identify", "userId": "ua", "traits": {"plan": "pro"}},
+            {"type": "track", "userId": "ua", "event": "Probe", "properties": {"n": 2}},
+            {"type": "alias", "previousId": "ab", "userId": "ua"},
+            {"type": "track", "anonymousId": "ab", "event": "Probe", "properties": {"n": 3}},
+        ]
+        r = self.journeyd.post("/v1/batch", {"batch": batch}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        harness.wait_until(lambda: processed(self) >= 7, 15, what="7 events processed")
+        harness.wait_until(lambda: len(self.psql("SELECT id FROM outbox")) >= 3, 15,
+                           what="3 messages")
+        rows = self.psql("SELECT payload->'email'->>'subject', profile_id FROM outbox ORDER BY id")
+        # The second sees the identify before it; the third the alias (the
+        # anonymous profile merged into the user's), not the profile that
+        # anonymousId named when the batch began.
+        self.assertEqual(rows, [("1 free", ua), ("2 pro", ua), ("3 pro", ua)])
+        self.assertEqual(self.psql("SELECT merged_into FROM profiles WHERE id = %s" % ab),
+                         [(ua,)])
+
+
+class Wakeups(harness.JourneydTestCase):
+    def test_commit_during_a_batch_gets_its_own_batch_at_once(self):
+        # Another session holds the runs table (a lock without a transaction
+        # id, so the log's horizon does not wait for it): the processor's
+        # next batch reads its events, then waits to read their runs.
+        sql = "BEGIN; LOCK TABLE runs IN EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;"
+        holder = subprocess.Popen([harness.psql_bin(), "-q", "-d", self.conninfo, "-c", sql],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(holder.stderr.close)
+        self.addCleanup(holder.wait)
+        time.sleep(0.3)
+        r = self.journeyd.post("/v1/track", {"userId": "first", "event": "Hit"}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        harness.wait_until(
+            lambda: self.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                              "'Lock' AND query LIKE '%r.profile_id = ANY%'")[0][0] == "1",
+            10, what="the processor's batch waiting on the lock")
+        # This commit lands while that batch runs (whose snapshot is older);
+        # PostgreSQL delivers its NOTIFY when the batch's transaction ends
+        # (or, in a race, while the next BEGIN is in flight, which sets the
+        # processor's flag). Either way it must lead to another batch within
+        # the wake-up delay, not at the next poll (every second).
+        r = self.journeyd.post("/v1/track", {"userId": "late", "event": "Hit"}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(processed(self), 0)
+        self.assertEqual(holder.wait(timeout=20), 0, holder.stderr.read())
+        released = time.monotonic()
+        harness.wait_until(lambda: processed(self) >= 2, 10, interval=0.01,
+                           what="the later event processed")
+        self.assertLess(time.monotonic() - released, 0.4)
+        self.assertEqual(self.psql("SELECT value FROM identities ORDER BY value"),
+                         [("first",), ("late",)])
+
+
+if __name__ == "__main__":
+    unittest.main()
