@@ -59,6 +59,48 @@ class OneBatch(harness.JourneydTestCase):
                          [(ua,)])
 
 
+    def test_first_sights_in_one_batch(self):
+        # Everyone here is new when the batch begins. A first sight is one
+        # statement (migration 012) unless an earlier event of the batch
+        # attached one of its ids: then it must find that profile.
+        batch = [
+            {"type": "track", "userId": "n1", "event": "Probe", "properties": {"n": 1}},
+            {"type": "identify", "userId": "n1", "traits": {"plan": "pro", "gone": None}},
+            {"type": "page", "anonymousId": "a2", "name": "Home"},
+            {"type": "identify", "userId": "n2", "anonymousId": "a2",
+             "traits": {"plan": "basic"}},
+            {"type": "alias", "previousId": "a3", "userId": "n3"},
+            {"type": "track", "anonymousId": "a3", "event": "Probe", "properties": {"n": 2}},
+            {"type": "identify", "userId": "n4", "traits": {"plan": "free", "junk": None}},
+            {"type": "identify", "userId": "n5", "traits": {"email": "n5@example.com"}},
+            {"type": "track", "userId": "n5", "anonymousId": "a5", "event": "Probe",
+             "properties": {"n": 3}},
+            {"type": "track", "userId": "n1", "event": "Probe", "properties": {"n": 4}},
+        ]
+        r = self.journeyd.post("/v1/batch", {"batch": batch}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        harness.wait_until(lambda: processed(self) >= len(batch), 15,
+                           what="the batch processed")
+        ids = dict(self.psql("SELECT kind || ':' || value, profile_id FROM identities"))
+        p1, p2, p3, p4, p5 = (ids["user_id:n1"], ids["anonymous_id:a2"], ids["user_id:n3"],
+                              ids["user_id:n4"], ids["user_id:n5"])
+        self.assertEqual(ids, {
+            "user_id:n1": p1, "anonymous_id:a2": p2, "user_id:n2": p2, "user_id:n3": p3,
+            "anonymous_id:a3": p3, "user_id:n4": p4, "user_id:n5": p5, "email:n5@example.com": p5,
+            "anonymous_id:a5": p5})
+        # Created in log order, nobody merged, traits as identify gave them
+        # (a null removes: never stored).
+        self.assertEqual(sorted([p1, p2, p3, p4, p5], key=int), [p1, p2, p3, p4, p5])
+        rows = self.psql("SELECT id, traits::text, merged_into FROM profiles ORDER BY id")
+        self.assertEqual(rows, [(p1, '{"plan": "pro"}', None), (p2, '{"plan": "basic"}', None),
+                                (p3, "{}", None), (p4, '{"plan": "free"}', None),
+                                (p5, '{"email": "n5@example.com"}', None)])
+        harness.wait_until(lambda: len(self.psql("SELECT id FROM outbox")) >= 4, 15,
+                           what="4 messages")
+        rows = self.psql("SELECT payload->'email'->>'subject', profile_id FROM outbox ORDER BY id")
+        self.assertEqual(rows, [("1 ", p1), ("2 ", p3), ("3 ", p5), ("4 pro", p1)])
+
+
 class Wakeups(harness.JourneydTestCase):
     def test_commit_during_a_batch_gets_its_own_batch_at_once(self):
         # Another session holds the runs table (a lock without a transaction
