@@ -403,8 +403,10 @@ static void test_listen_notify(const char *ci)
     CHECK(slow.status == PGRES_TUPLES_OK);
 
     /* Coalesced: three notifications in one transaction and two more right
-     * after make one call, 150 ms after the first, with an empty payload. */
-    db_set_notify_delay(a, 150);
+     * after make one call, 600 ms after the first, with an empty payload
+     * (the delay leaves room for a slow, sanitized build on a busy machine
+     * to send all five within it). */
+    db_set_notify_delay(a, 600);
     int before = l.notifies;
     CHECK(query_sync(b,
                      "SELECT pg_notify('jd_itest', 'x1'), pg_notify('jd_itest', 'x2'),"
@@ -414,7 +416,7 @@ static void test_listen_notify(const char *ci)
     CHECK(query_sync(b, "SELECT pg_notify($1, $2)", 2, p4, &c));
     CHECK(query_sync(b, "SELECT pg_notify('jd_itest', 'x5')", 0, NULL, &c));
     CHECK(wait_count(&l.notifies, before + 1, 10000));
-    run_for(400);
+    run_for(900);
     CHECK(l.notifies == before + 1);
     CHECK_STR(l.channel, "jd_itest");
     CHECK_STR(l.payload, "");
@@ -422,11 +424,11 @@ static void test_listen_notify(const char *ci)
     CHECK(query_sync(b, "SELECT pg_notify('jd_itest', 'x6')", 0, NULL, &c));
     CHECK(wait_count(&l.notifies, before + 2, 10000));
     /* Discarded before the delay is over: never reported. */
-    db_set_notify_delay(a, 1000);
+    db_set_notify_delay(a, 2500);
     CHECK(query_sync(b, "SELECT pg_notify('jd_itest', 'x7')", 0, NULL, &c));
-    run_for(300);
+    run_for(1000);
     db_notify_discard(a);
-    run_for(1200);
+    run_for(2500);
     CHECK(l.notifies == before + 2);
     db_set_notify_delay(a, 0);
 
