@@ -20,6 +20,13 @@
  * NOTIFY (db_set_notify_delay). */
 #define PROC_NOTIFY_DELAY_MS 4
 
+/* While a backlog lasts (each batch comes back full), every batch takes
+ * twice as many events as the one before, up to this many times the
+ * configured size: the work each batch repeats (seven statements, a WAL
+ * flush at its COMMIT) is then paid for more events. A batch that comes
+ * back short sets the size back, so a quiet log keeps short batches. */
+#define PROC_BATCH_GROWTH_MAX 8
+
 /* One processor at a time moves the cursor: a transaction-level advisory
  * lock, which (unlike a row lock) writes nothing, so a look that finds no
  * new event costs no WAL flush. The cursor is read by the next statement,
@@ -75,6 +82,7 @@ struct processor {
     char cursor_txid[32];
     char cursor_id[32];
     unsigned last_batch_rows;
+    unsigned limit; /* events the next batch may take */
     int64_t batch_start_us;
     PGresult *events;  /* the batch's events (a copy), until it ends */
     char *profile_ids; /* their profiles as an array literal */
@@ -167,6 +175,7 @@ static void fail(processor_t *p, const char *what, PGresult *res)
 {
     metric_add(p->m_errors, NULL, 1);
     log_error("processor: %s failed: %s", what, db_error(res));
+    p->limit = p->opts.batch_size; /* a large batch must not fail again and again */
     p->kicked = false;
     p->notified = false;
     struct timeval tv = {1, 0};
@@ -197,8 +206,13 @@ static void on_committed(db_t *db, PGresult *res, void *arg)
     }
     metric_observe(p->m_batch_seconds, NULL, (double)(clock_mono_us() - p->batch_start_us) / 1e6);
     /* A full batch means more may be waiting. */
-    if (p->last_batch_rows >= p->opts.batch_size)
+    if (p->last_batch_rows >= p->limit) {
         p->kicked = true;
+        if (p->limit < p->opts.batch_size * PROC_BATCH_GROWTH_MAX)
+            p->limit *= 2;
+    } else {
+        p->limit = p->opts.batch_size;
+    }
     go_idle(p);
 }
 
@@ -482,7 +496,7 @@ static void on_locked(db_t *db, PGresult *res, void *arg)
         return;
     }
     char limit[16];
-    snprintf(limit, sizeof(limit), "%u", p->opts.batch_size);
+    snprintf(limit, sizeof(limit), "%u", p->limit);
     const char *params[] = {limit};
     set_state(p, PROC_FETCH);
     if (!db_query(p->db, FETCH_SQL, 1, params, on_fetched, p))
@@ -571,6 +585,7 @@ processor_t *processor_new(struct event_base *base, db_t *db, const processor_op
     p->base = base;
     p->db = db;
     p->opts = *opts;
+    p->limit = opts->batch_size;
     p->state = PROC_IDLE;
     p->retry = evtimer_new(base, on_retry, p);
     p->poll = event_new(base, -1, EV_PERSIST, on_poll, p);

@@ -135,5 +135,52 @@ class Wakeups(harness.JourneydTestCase):
                          [("first",), ("late",)])
 
 
+def metric(tc, name):
+    for line in tc.journeyd.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+class Backlog(harness.JourneydTestCase):
+    def test_batches_grow_while_a_backlog_lasts(self):
+        # Another session holds the processor's lock while 6,000 events
+        # arrive: then the processor reads them in batches of 500, 1,000,
+        # 2,000 and the rest (each full batch doubles the next, up to 4,000),
+        # not in twelve batches of 500. The lock is held until a file
+        # appears, however long the requests take.
+        self.psql("CREATE TABLE test_release (x int)")
+        sql = ("BEGIN; SELECT pg_advisory_xact_lock(hashtext('journeyd_processor'));"
+               " DO $$ BEGIN WHILE NOT EXISTS (SELECT 1 FROM test_release) LOOP"
+               " PERFORM pg_sleep(0.05); END LOOP; END $$; COMMIT;")
+        holder = subprocess.Popen([harness.psql_bin(), "-q", "-d", self.conninfo, "-c", sql],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(holder.stderr.close)
+        self.addCleanup(holder.wait)
+        harness.wait_until(
+            lambda: self.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                              " AND granted")[0][0] == "1", 10, what="the lock held")
+        for r in range(60):
+            batch = [{"type": "track", "userId": f"u{(r * 100 + i) % 700}", "event": "Hit"}
+                     for i in range(100)]
+            resp = self.journeyd.post("/v1/batch", {"batch": batch}, key=K)
+            self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(processed(self), 0)
+        self.assertEqual(metric(self, "journeyd_processor_events_total"), 0)
+        self.psql("INSERT INTO test_release VALUES (1)")
+        self.assertEqual(holder.wait(timeout=30), 0, holder.stderr.read())
+        # Counted from the release on (the looks that found the lock held
+        # count as batches too; a batch that ends before this read is not
+        # counted, which can only lower the figure).
+        batches0 = metric(self, "journeyd_processor_batches_total")
+        harness.wait_until(lambda: processed(self) >= 6000, 60, what="6,000 events processed")
+        harness.wait_until(lambda: metric(self, "journeyd_processor_events_total") == 6000, 10,
+                           what="the events counted")
+        # Four batches with events, perhaps a look that finds nothing new:
+        # twelve batches of 500 cannot fit.
+        self.assertLessEqual(metric(self, "journeyd_processor_batches_total") - batches0, 6)
+        self.assertEqual(self.psql("SELECT count(*) FROM identities")[0][0], "700")
+
+
 if __name__ == "__main__":
     unittest.main()
