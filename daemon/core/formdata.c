@@ -497,8 +497,8 @@ static bool part_headers(const char *p, const char *end, char *name, const char 
             if (!media_type_is(v, vend, "form-data", &rest))
                 return fail(err, FORMDATA_MALFORMED, NULL,
                             "a part's Content-Disposition is not form-data");
-            const char *pname;
-            size_t pname_len;
+            const char *pname = NULL;
+            size_t pname_len = 0;
             char value[FORMDATA_MAX_NAME + 1];
             bool have_name = false, have_file = false;
             int rc;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -75,10 +76,8 @@ bool deliver_address_blocked(const struct sockaddr *sa, char *text, size_t text_
         inet_ntop(AF_INET6, &in6.sin6_addr, buf, sizeof(buf));
         blocked = v6_blocked(in6.sin6_addr.s6_addr);
     }
-    if (text && text_size) {
-        strncpy(text, buf, text_size - 1);
-        text[text_size - 1] = '\0';
-    }
+    if (text && text_size)
+        snprintf(text, text_size, "%s", buf);
     return blocked;
 }
 
