@@ -2,6 +2,7 @@
 waiting for the safety-net poll) and the short way for known people inside
 one batch (a later event sees what earlier events of the same batch did)."""
 
+import os
 import subprocess
 import time
 import unittest
@@ -142,33 +143,56 @@ def metric(tc, name):
     raise AssertionError(f"{name} not in /metrics")
 
 
+def hold(tc, lock_sql, table):
+    """Runs lock_sql in a transaction of another session until a row appears
+    in table (created here); returns, once the lock is held, a function that
+    releases it."""
+    tc.psql(f"CREATE TABLE {table} (x int)")
+    # Bounded, and the backend notices a client killed with the test.
+    sql = (f"SET client_connection_check_interval = 1000; BEGIN; {lock_sql};"
+           f" DO $$ BEGIN WHILE NOT EXISTS (SELECT 1 FROM {table})"
+           " AND clock_timestamp() < now() + interval '90 s' LOOP"
+           " PERFORM pg_sleep(0.05); END LOOP; END $$; COMMIT;")
+    env = dict(os.environ, PGAPPNAME=table)
+    holder = subprocess.Popen([harness.psql_bin(), "-q", "-d", tc.conninfo, "-c", sql],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    tc.addCleanup(holder.stderr.close)
+    tc.addCleanup(holder.wait)
+    # Sleeping in the loop: the lock is held.
+    harness.wait_until(
+        lambda: tc.psql(f"SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                        f"'{table}' AND datname = current_database()"
+                        " AND wait_event = 'PgSleep'")[0][0] == "1", 10,
+        what=f"the lock of {table} held")
+
+    def release():
+        tc.psql(f"INSERT INTO {table} VALUES (1)")
+        tc.assertEqual(holder.wait(timeout=30), 0, holder.stderr.read())
+    return release
+
+
+def post_backlog(tc, requests):
+    for r in range(requests):
+        batch = [{"type": "track", "userId": f"u{(r * 100 + i) % 700}", "event": "Hit"}
+                 for i in range(100)]
+        resp = tc.journeyd.post("/v1/batch", {"batch": batch}, key=K)
+        tc.assertEqual(resp.status, 200, resp.body)
+
+
+PROCESSOR_LOCK = "SELECT pg_advisory_xact_lock(hashtext('journeyd_processor'))"
+
+
 class Backlog(harness.JourneydTestCase):
     def test_batches_grow_while_a_backlog_lasts(self):
         # Another session holds the processor's lock while 6,000 events
         # arrive: then the processor reads them in batches of 500, 1,000,
         # 2,000 and the rest (each full batch doubles the next, up to 4,000),
-        # not in twelve batches of 500. The lock is held until a file
-        # appears, however long the requests take.
-        self.psql("CREATE TABLE test_release (x int)")
-        sql = ("BEGIN; SELECT pg_advisory_xact_lock(hashtext('journeyd_processor'));"
-               " DO $$ BEGIN WHILE NOT EXISTS (SELECT 1 FROM test_release) LOOP"
-               " PERFORM pg_sleep(0.05); END LOOP; END $$; COMMIT;")
-        holder = subprocess.Popen([harness.psql_bin(), "-q", "-d", self.conninfo, "-c", sql],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.addCleanup(holder.stderr.close)
-        self.addCleanup(holder.wait)
-        harness.wait_until(
-            lambda: self.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                              " AND granted")[0][0] == "1", 10, what="the lock held")
-        for r in range(60):
-            batch = [{"type": "track", "userId": f"u{(r * 100 + i) % 700}", "event": "Hit"}
-                     for i in range(100)]
-            resp = self.journeyd.post("/v1/batch", {"batch": batch}, key=K)
-            self.assertEqual(resp.status, 200, resp.body)
+        # not in twelve batches of 500.
+        release = hold(self, PROCESSOR_LOCK, "test_release")
+        post_backlog(self, 60)
         self.assertEqual(processed(self), 0)
         self.assertEqual(metric(self, "journeyd_processor_events_total"), 0)
-        self.psql("INSERT INTO test_release VALUES (1)")
-        self.assertEqual(holder.wait(timeout=30), 0, holder.stderr.read())
+        release()
         # Counted from the release on (the looks that found the lock held
         # count as batches too; a batch that ends before this read is not
         # counted, which can only lower the figure).
