@@ -1017,7 +1017,8 @@ static int cmd_serve(int argc, char **argv)
                            .batch_rows = app.config.ingest_batch_rows,
                            .queue_max = app.config.ingest_queue_max,
                            .connections = app.config.ingest_connections,
-                           .conninfo = app.config.db_conninfo};
+                           .conninfo = app.config.db_conninfo,
+                           .doorbell = app.db_control};
     app.ingest = ingest_new(app.base, app.db_ingest, &iopts);
     app.ingest_api = ingest_api_new(app.ingest, app.keys, &app.config);
     ingest_api_register(app.ingest_api, app.http);

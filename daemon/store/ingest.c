@@ -277,6 +277,7 @@ struct ingest {
     /* Requests answered by the last completed flush: once as many wait,
      * their clients are back and the next flush starts. */
     unsigned comeback;
+    struct bell *bell; /* NULL without opts.doorbell */
     bool closing;
     struct event *timer;
     metric_t *m_events, *m_flushes, *m_flush_seconds, *m_backlog, *m_fallbacks;
@@ -284,6 +285,69 @@ struct ingest {
 
 static void pump(ingest_t *ing);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+/* The doorbell: after a flush committed, NOTIFY journeyd_events on another
+ * connection, in a transaction of its own, so that the processors (of every
+ * journeyd on the database) wake up. Not from the flush's own transaction: a
+ * transaction that sends a NOTIFY holds a database-wide lock from its commit
+ * until the commit is on disk, so the ingest connections could not share
+ * WAL flushes (their commits would queue one behind the other: 600 instead
+ * of 4,000 commits/s measured with 8 sessions). The ingest connections tell
+ * the events trigger so (journeyd.notify_events = off, migration 014); any
+ * other writer of events still notifies from its own transaction. One bell
+ * at a time: commits while one is in flight ring once more when it returns.
+ * The state outlives an ingest freed with a bell in flight. */
+typedef struct bell {
+    db_t *db;
+    bool in_flight, again, orphaned;
+} bell_t;
+
+static const char BELL_SQL[] =
+    "SELECT set_config('synchronous_commit', 'off', true), pg_notify('journeyd_events', '')";
+
+static void ring(bell_t *b);
+
+static void on_rung(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    bell_t *b = arg;
+    b->in_flight = false;
+    if (b->orphaned) {
+        free(b);
+        return;
+    }
+    if (res && !db_ok(res))
+        log_warn("ingest: NOTIFY journeyd_events failed: %s", db_error(res));
+    if (b->again)
+        ring(b);
+}
+
+static void ring(bell_t *b)
+{
+    if (!b)
+        return;
+    if (b->in_flight) {
+        b->again = true;
+        return;
+    }
+    b->again = false;
+    b->in_flight = db_query(b->db, BELL_SQL, 0, NULL, on_rung, b);
+}
+
+static void on_writer_session(db_t *db, PGresult *res, void *arg)
+{
+    (void)arg;
+    if (res && !db_ok(res))
+        log_warn("ingest: %s: SET journeyd.notify_events failed: %s", db_name(db), db_error(res));
+}
+
+/* Each (re)connected ingest connection: its COPYs do not notify. Queued
+ * before any flush can use the connection. */
+static void on_writer_connect(db_t *db, void *arg)
+{
+    if (!db_query(db, "SET journeyd.notify_events = off", 0, NULL, on_writer_session, arg))
+        log_warn("ingest: %s: cannot queue SET journeyd.notify_events", db_name(db));
+}
 
 ingest_t *ingest_new(struct event_base *base, db_t *db, const ingest_opts_t *opts)
 {
@@ -294,6 +358,10 @@ ingest_t *ingest_new(struct event_base *base, db_t *db, const ingest_opts_t *opt
     ing->timer = evtimer_new(base, on_timer, ing);
     ing->writers[0] = (writer_t){.ing = ing, .db = db};
     ing->n_writers = 1;
+    if (opts->doorbell) {
+        ing->bell = jd_xcalloc(1, sizeof(*ing->bell));
+        ing->bell->db = opts->doorbell;
+    }
     unsigned want = opts->connections;
     if (want > INGEST_MAX_CONNECTIONS)
         want = INGEST_MAX_CONNECTIONS;
@@ -308,6 +376,9 @@ ingest_t *ingest_new(struct event_base *base, db_t *db, const ingest_opts_t *opt
             (writer_t){.ing = ing, .db = db_open(base, name, opts->conninfo), .owned = true};
         ing->n_writers++;
     }
+    if (ing->bell)
+        for (unsigned i = 0; i < ing->n_writers; i++)
+            db_on_connect(ing->writers[i].db, on_writer_connect, ing);
     static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
     ing->m_events = metric_counter("journeyd_ingest_events_total",
                                    "Events by outcome: committed, unavailable, failed", "result");
@@ -356,6 +427,10 @@ void ingest_free(ingest_t *ing)
     finish_all(ing->head, INGEST_UNAVAILABLE, ing->m_events);
     for (unsigned i = 0; i < ing->n_writers; i++)
         free(ing->writers[i].rows.p);
+    if (ing->bell && ing->bell->in_flight)
+        ing->bell->orphaned = true; /* on_rung frees it */
+    else
+        free(ing->bell);
     free(ing);
 }
 
@@ -470,6 +545,8 @@ static void on_flushed(db_t *db, PGresult *res, void *arg)
         st = INGEST_FAILED;
         log_error("ingest: the database refused %u events: %s", n_events, db_error(res));
     }
+    if (st == INGEST_COMMITTED)
+        ring(ing->bell);
     finish_all(head, st, ing->m_events);
     metric_set(ing->m_backlog, NULL, (double)ingest_backlog(ing));
     if (!ing->closing)

@@ -58,6 +58,11 @@ typedef struct ingest_opts {
      * be set, and closed by ingest_free. At most INGEST_MAX_CONNECTIONS. */
     unsigned connections;
     const char *conninfo;
+    /* A connection of another module on which, after each commit, the ingest
+     * sends NOTIFY journeyd_events (at most one at a time), or NULL. With
+     * it, the ingest connections' own transactions do not notify (see
+     * ingest.c) and the ingest sets their connect callback. */
+    db_t *doorbell;
 } ingest_opts_t;
 
 /* db is borrowed: close it before ingest_free (db_close reports the write in

@@ -515,6 +515,132 @@ static void test_down_and_free(const char *ci)
     CHECK(done == 2);
 }
 
+/* Notifications the check connection has received since the last call. */
+static int check_notifications(void)
+{
+    PQconsumeInput(check);
+    int n = 0;
+    PGnotify *nf;
+    while ((nf = PQnotifies(check))) {
+        n++;
+        PQfreemem(nf);
+    }
+    return n;
+}
+
+static void exec_check(const char *sql)
+{
+    PGresult *r = PQexec(check, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        unit_fail(__FILE__, __LINE__, "%s: %s", sql, PQerrorMessage(check));
+    PQclear(r);
+}
+
+typedef struct bell_listener {
+    int notifies;
+    char setting[16];
+    int settings;
+} bell_listener_t;
+
+static void on_bell_notify(db_t *db, const char *channel, const char *payload, void *arg)
+{
+    (void)db;
+    (void)payload;
+    if (strcmp(channel, "journeyd_events") == 0)
+        ((bell_listener_t *)arg)->notifies++;
+}
+
+static void on_setting(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    bell_listener_t *l = arg;
+    if (db_ok(res) && PQntuples(res) == 1)
+        snprintf(l->setting, sizeof(l->setting), "%s", PQgetvalue(res, 0, 0));
+    l->settings++;
+}
+
+static void on_ignore(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    (void)res;
+    (void)arg;
+}
+
+/* The doorbell: a commit is announced (NOTIFY journeyd_events) from the
+ * doorbell connection, while the ingest connections' own transactions do
+ * not notify (migration 014's trigger reads journeyd.notify_events). */
+static void test_doorbell(const char *ci)
+{
+    /* The trigger: quiet in a session that says so, heard otherwise. */
+    exec_check("LISTEN journeyd_events");
+    (void)check_notifications();
+    exec_check("SET journeyd.notify_events = off");
+    exec_check("INSERT INTO events (source, message_id, type, ts, body, user_id)"
+               " VALUES ('itest', 'bell-quiet', 'track', now(), '{}', 'u')");
+    CHECK(check_notifications() == 0);
+    exec_check("RESET journeyd.notify_events");
+    exec_check("INSERT INTO events (source, message_id, type, ts, body, user_id)"
+               " VALUES ('itest', 'bell-heard', 'track', now(), '{}', 'u')");
+    CHECK(check_notifications() == 1);
+    exec_check("UNLISTEN journeyd_events");
+
+    bell_listener_t l = {0};
+    db_t *listener = db_open(base, "listener", ci);
+    db_on_notify(listener, on_bell_notify, &l);
+    db_t *bell = db_open(base, "bell", ci);
+    db_t *db = db_open(base, "ingest", ci);
+    ingest_opts_t opts = {.flush_ms = 1,
+                          .batch_rows = 100,
+                          .queue_max = 1000,
+                          .connections = 2,
+                          .conninfo = ci,
+                          .doorbell = bell};
+    ingest_t *ing = ingest_new(base, db, &opts);
+    db_t *dbs[] = {listener, bell, db};
+    CHECK(all_connected(dbs, 3, 10000));
+    CHECK(db_query(listener, "LISTEN journeyd_events", 0, NULL, on_ignore, NULL));
+    /* The ingest connection said so when it connected. */
+    CHECK(db_query(db, "SELECT current_setting('journeyd.notify_events', true)", 0, NULL,
+                   on_setting, &l));
+    CHECK(wait_count(&l.settings, 1, 10000));
+    CHECK_STR(l.setting, "off");
+
+    int done = 0;
+    req_t r = {.done = &done};
+    snprintf(r.prefix, sizeof(r.prefix), "bell-1-");
+    CHECK(submit(ing, "web", &r, 3) == INGEST_ACCEPTED);
+    CHECK(wait_count(&done, 1, 10000));
+    CHECK(r.status == INGEST_COMMITTED && r.visible == 3);
+    CHECK(wait_count(&l.notifies, 1, 10000));
+    /* Many commits at once: the bells do not pile up (one in flight, one
+     * more after it), and the last commit is announced after it returned. */
+    enum { N = 40 };
+    req_t many[N];
+    done = 0;
+    for (int i = 0; i < N; i++) {
+        many[i] = (req_t){.done = &done};
+        snprintf(many[i].prefix, sizeof(many[i].prefix), "bell-m%02d-", i);
+        CHECK(submit(ing, "web", &many[i], 1) == INGEST_ACCEPTED);
+    }
+    CHECK(wait_count(&done, N, 10000));
+    CHECK(wait_count(&l.notifies, 2, 10000));
+    int never = 0;
+    (void)wait_count(&never, 1, 300); /* the last bells arrive */
+    CHECK(l.notifies <= 1 + N);
+
+    /* Freed with a bell in flight (rung by this commit, not yet answered):
+     * the bell's state outlives the ingest until its answer (ASan). */
+    done = 0;
+    req_t last = {.done = &done};
+    snprintf(last.prefix, sizeof(last.prefix), "bell-last-");
+    CHECK(submit(ing, "web", &last, 1) == INGEST_ACCEPTED);
+    CHECK(wait_count(&done, 1, 10000));
+    db_close(db);
+    ingest_free(ing);
+    db_close(bell);
+    db_close(listener);
+}
+
 int main(void)
 {
     pgtest_log_init();
@@ -529,6 +655,7 @@ int main(void)
     test_dedup_copy(ci);
     test_copy_escapes(ci);
     test_down_and_free(ci);
+    test_doorbell(ci);
 
     PQfinish(check);
     pgtest_drop_db(TEST_DB);
