@@ -102,7 +102,7 @@ struct segments {
     char compute_from[24], compute_to[24];
     unsigned compute_batch;     /* profile ids in the next batch (adapted, see adapt_batch) */
     int64_t compute_started_us; /* when the batch in flight was sent */
-    metric_t *m_entered, *m_left, *m_errors, *m_batches;
+    metric_t *m_entered, *m_left, *m_quiet, *m_errors, *m_batches;
 };
 
 static const char *state_name(seg_state_t st)
@@ -191,15 +191,24 @@ static void fail(segments_t *s, const char *what, PGresult *res, bool in_transac
 
 /* ---- the statement that re-evaluates one segment ---- */
 
-/* Re-evaluates segment `expr` (a cond_to_sql expression over profiles p) for
- * a set of profiles: range (a full evaluation) is $3 <= id < $4 with the
- * condition's hash in $2; otherwise the profiles of the array $2 and those
- * merged into them. Members are added and removed, each change logged and
- * written as an event of the profile, the count and the progress of a full
- * evaluation updated (the segments row only when something changed, for
- * the incremental path, which runs for every batch of events): all in one
- * statement. */
-static char *apply_sql(const char *expr, bool range)
+/* Re-evaluates segment `expr` (a boolean expression over profiles p) for a
+ * set of profiles: range (a full evaluation) is $3 <= id < $4 with the
+ * condition's hash in $2, expr from cond_to_sql_range (with: its CTEs,
+ * joins: its LEFT JOINs); otherwise the profiles of the array $2 and those
+ * merged into them, expr from cond_to_sql. Members are added and removed,
+ * each change logged and written as an event of the profile, the count and
+ * the progress of a full evaluation updated (the segments row only when
+ * something changed, for the incremental path, which runs for every batch
+ * of events): all in one statement.
+ *
+ * quiet (initial_members: quiet): while the segment's first evaluation (its
+ * baseline: computed_at still NULL) has not reached a profile (id >=
+ * compute_from), that profile's changes are neither logged nor written as
+ * events, on both paths: the baseline says who is in, not who entered. The
+ * statement returns the logged entries, the logged exits and the quiet
+ * changes. */
+static char *apply_sql(const char *with, const char *joins, const char *expr, bool range,
+                       bool quiet)
 {
     const char *scope = range ? "p.id >= $3::bigint AND p.id < $4::bigint"
                               : "(p.id = ANY($2::bigint[]) OR p.merged_into = ANY($2::bigint[]))";
@@ -216,9 +225,16 @@ static char *apply_sql(const char *expr, bool range)
                 "  AND $4::bigint > (SELECT coalesce(max(id), 0) FROM profiles) THEN now()"
                 "  ELSE s.computed_at END"
               : "";
+    /* The changes to log: all of them, or those of profiles the baseline
+     * has reached (the segments row as the statement found it). */
+    const char *logged =
+        quiet ? " lchg AS (SELECT profile_id, entered FROM chg WHERE profile_id < coalesce("
+                "  (SELECT coalesce(s.compute_from, 0) FROM segments s WHERE s.id = $1"
+                "   AND s.computed_at IS NULL), 9223372036854775807)),"
+              : " lchg AS (SELECT profile_id, entered FROM chg),";
     return jd_xasprintf(
-        "WITH cand AS (SELECT p.id, (p.merged_into IS NULL AND (%s)) AS member"
-        "  FROM profiles p WHERE %s),"
+        "WITH %s cand AS (SELECT p.id, (p.merged_into IS NULL AND (%s)) AS member"
+        "  FROM profiles p%s WHERE %s),"
         " ins AS (INSERT INTO segment_members (segment_id, profile_id)"
         "  SELECT $1, id FROM cand WHERE member ON CONFLICT DO NOTHING RETURNING profile_id),"
         " del AS (DELETE FROM segment_members m USING cand c"
@@ -226,12 +242,13 @@ static char *apply_sql(const char *expr, bool range)
         "  RETURNING m.profile_id),"
         " chg AS (SELECT profile_id, true AS entered FROM ins"
         "  UNION ALL SELECT profile_id, false FROM del),"
+        "%s"
         " log AS (INSERT INTO segment_changes (segment_id, profile_id, entered)"
-        "  SELECT $1, profile_id, entered FROM chg),"
+        "  SELECT $1, profile_id, entered FROM lchg),"
         " who AS (SELECT CASE WHEN c.entered THEN 'Segment Entered' ELSE 'Segment Left' END"
         "   AS name, i.uid, i.aid, gen_random_uuid()::text AS mid,"
         "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS ts"
-        "  FROM chg c CROSS JOIN LATERAL (SELECT min(value) FILTER (WHERE kind = 'user_id')"
+        "  FROM lchg c CROSS JOIN LATERAL (SELECT min(value) FILTER (WHERE kind = 'user_id')"
         "   AS uid, min(value) FILTER (WHERE kind = 'anonymous_id') AS aid FROM identities"
         "   WHERE profile_id = c.profile_id) i),"
         " ev AS (INSERT INTO events (source, message_id, type, event, user_id, anonymous_id, ts,"
@@ -246,11 +263,14 @@ static char *apply_sql(const char *expr, bool range)
         "  FROM who WHERE uid IS NOT NULL OR aid IS NOT NULL),"
         " upd AS (UPDATE segments s SET member_count = s.member_count"
         "   + (SELECT count(*) FROM ins) - (SELECT count(*) FROM del),"
-        "  changed_at = CASE WHEN EXISTS (SELECT 1 FROM chg) THEN now() ELSE s.changed_at END,"
+        "  changed_at = CASE WHEN EXISTS (SELECT 1 FROM lchg) THEN now() ELSE s.changed_at END,"
         "  updated_at = now()%s"
         "  WHERE s.id = $1%s)"
-        " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)",
-        expr, scope, del_scope, progress, range ? "" : " AND EXISTS (SELECT 1 FROM chg)");
+        " SELECT (SELECT count(*) FROM lchg WHERE entered),"
+        "  (SELECT count(*) FROM lchg WHERE NOT entered),"
+        "  (SELECT count(*) FROM chg) - (SELECT count(*) FROM lchg)",
+        with, expr, joins, scope, del_scope, logged, progress,
+        range ? "" : " AND EXISTS (SELECT 1 FROM chg)");
 }
 
 /* Queues the re-evaluation of seg: range (from, to) or the profiles in
@@ -262,16 +282,24 @@ static bool queue_apply(segments_t *s, const segment_t *seg, const char *ids, co
     int next = range ? 5 : 3;
     char **params = NULL;
     size_t n_params = 0;
-    char *expr = NULL;
+    cond_sql_range_t form = {0};
     diag_t d = {0};
-    if (!cond_to_sql(seg->where, NULL, clock_wall_ms(), &expr, &params, &n_params, &next, &d)) {
+    /* A full evaluation reads each event aggregate once per batch (the
+     * set-based form); the incremental path, for a few profiles, probes
+     * each one's events by its ids instead (the correlated form). */
+    bool built = range ? cond_to_sql_range(seg->where, clock_wall_ms(), 3, 4, &form, &params,
+                                           &n_params, &next, &d)
+                       : cond_to_sql(seg->where, NULL, clock_wall_ms(), &form.expr, &params,
+                                     &n_params, &next, &d);
+    if (!built) {
         log_error("segments: segment '%s' cannot be evaluated in the database: %s", seg->id,
                   d.count ? d.msgs[0] : "?");
         diag_free(&d);
         return false;
     }
     diag_free(&d);
-    char *sql = apply_sql(expr, range);
+    char *sql = apply_sql(form.with ? form.with : "", form.joins ? form.joins : "", form.expr,
+                          range, seg->initial_quiet);
     size_t fixed = range ? 4 : 2;
     const char **all = jd_xcalloc(fixed + n_params, sizeof(*all));
     all[0] = seg->id;
@@ -290,7 +318,7 @@ static bool queue_apply(segments_t *s, const segment_t *seg, const char *ids, co
         free(params[i]);
     free(params);
     free(sql);
-    free(expr);
+    cond_sql_range_free(&form);
     if (!queued)
         log_error("segments: cannot queue the evaluation of '%s'", seg->id);
     return queued;
@@ -302,6 +330,7 @@ static void count_changes(segments_t *s, const PGresult *res)
         return;
     metric_add(s->m_entered, NULL, (double)strtoll(PQgetvalue(res, 0, 0), NULL, 10));
     metric_add(s->m_left, NULL, (double)strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+    metric_add(s->m_quiet, NULL, (double)strtoll(PQgetvalue(res, 0, 2), NULL, 10));
 }
 
 /* ---- definitions ---- */
@@ -731,6 +760,10 @@ segments_t *segments_new(struct event_base *base, db_t *db, const segments_opts_
         metric_counter("journeyd_segment_entries_total", "Profiles that entered a segment", NULL);
     s->m_left =
         metric_counter("journeyd_segment_exits_total", "Profiles that left a segment", NULL);
+    s->m_quiet = metric_counter("journeyd_segment_quiet_changes_total",
+                                "Membership changes of a new segment's quiet first evaluation"
+                                " (initial_members: quiet): no event, not logged",
+                                NULL);
     s->m_errors = metric_counter("journeyd_segments_errors_total",
                                  "Segment statements that failed and were retried", NULL);
     s->m_batches = metric_counter("journeyd_segments_batches_total",
