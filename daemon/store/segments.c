@@ -113,7 +113,10 @@ struct segments {
     unsigned prev_batch;                      /* the last batch's size (0: none of this segment) */
     int64_t prev_took_us;                     /* how long it took */
     batch_cost_t batch_cost;                  /* how its cost scales with the size, as measured */
-    int64_t compute_started_us;               /* when the batch in flight was sent */
+    int64_t run_started_us;     /* when this full evaluation started (or resumed), for the log */
+    unsigned run_batches;       /* its batches so far */
+    long long run_from;         /* the id it started from */
+    int64_t compute_started_us; /* when the batch in flight was sent */
     metric_t *m_entered, *m_left, *m_quiet, *m_errors, *m_batches;
 };
 
@@ -218,7 +221,7 @@ static void fail(segments_t *s, const char *what, PGresult *res, bool in_transac
  * compute_from), that profile's changes are neither logged nor written as
  * events, on both paths: the baseline says who is in, not who entered. The
  * statement returns the logged entries, the logged exits and the quiet
- * changes. */
+ * changes, and for a range whether it was the last batch. */
 static char *apply_sql(const char *with, const char *joins, const char *expr, bool range,
                        bool quiet)
 {
@@ -280,9 +283,10 @@ static char *apply_sql(const char *with, const char *joins, const char *expr, bo
         "  WHERE s.id = $1%s)"
         " SELECT (SELECT count(*) FROM lchg WHERE entered),"
         "  (SELECT count(*) FROM lchg WHERE NOT entered),"
-        "  (SELECT count(*) FROM chg) - (SELECT count(*) FROM lchg)",
+        "  (SELECT count(*) FROM chg) - (SELECT count(*) FROM lchg)%s",
         with, expr, joins, scope, del_scope, logged, progress,
-        range ? "" : " AND EXISTS (SELECT 1 FROM chg)");
+        range ? "" : " AND EXISTS (SELECT 1 FROM chg)",
+        range ? ", $4::bigint > (SELECT coalesce(max(id), 0) FROM profiles)" : "");
 }
 
 /* Queues the re-evaluation of seg: range (from, to) or the profiles in
@@ -640,8 +644,16 @@ static void on_computed(db_t *db, PGresult *res, void *arg)
         fail(s, "evaluating a segment in full", res, false);
         return;
     }
-    adapt_batch(s, s->batch_in_flight, clock_mono_us() - s->compute_started_us);
+    int64_t now = clock_mono_us(), took = now - s->compute_started_us;
+    log_debug("segments: '%s' ids %s..%s (%u) in %lld ms", s->compute_segment, s->compute_from,
+              s->compute_to, s->batch_in_flight, (long long)(took / 1000));
+    s->run_batches++;
+    adapt_batch(s, s->batch_in_flight, took);
     count_changes(s, res);
+    if (PQntuples(res) == 1 && PQnfields(res) > 3 && !strcmp(PQgetvalue(res, 0, 3), "t"))
+        log_info("segments: '%s' evaluated in full (ids from %lld) in %.1f s, %u batches",
+                 s->compute_segment, s->run_from, (double)(now - s->run_started_us) / 1e6,
+                 s->run_batches);
     go_idle(s); /* the next batch after anything more urgent */
 }
 
@@ -677,6 +689,11 @@ static void on_picked(db_t *db, PGresult *res, void *arg)
     }
     s->batch_in_flight = s->compute_batch;
     long long f = strtoll(from, NULL, 10);
+    if (f == 0 || s->prev_batch == 0) { /* a full evaluation starts (or resumes) */
+        s->run_started_us = clock_mono_us();
+        s->run_batches = 0;
+        s->run_from = f;
+    }
     snprintf(s->compute_from, sizeof(s->compute_from), "%lld", f);
     snprintf(s->compute_to, sizeof(s->compute_to), "%lld", f + (long long)s->compute_batch);
     set_state(s, SEG_COMPUTE);
