@@ -355,19 +355,30 @@ static bool emit_event_range(sqlgen_t *g, const cond_t *c, int a, int name, int 
             return false;
         }
     }
+    /* Which identities: those of the range, or of the listed profiles. */
+    char *iu = g->range_to
+                   ? jd_xasprintf("jd_iu%d.profile_id >= $%d::bigint AND"
+                                  " jd_iu%d.profile_id < $%d::bigint",
+                                  a, g->range_from, a, g->range_to)
+                   : jd_xasprintf("jd_iu%d.profile_id = ANY ($%d::bigint[])", a, g->range_from);
+    char *ia = g->range_to
+                   ? jd_xasprintf("jd_ia%d.profile_id >= $%d::bigint AND"
+                                  " jd_ia%d.profile_id < $%d::bigint",
+                                  a, g->range_from, a, g->range_to)
+                   : jd_xasprintf("jd_ia%d.profile_id = ANY ($%d::bigint[])", a, g->range_from);
     emit(g,
          "), jd_ev%1$d AS (SELECT jd_x%1$d.pid, count(*) AS n, min(jd_x%1$d.ts) AS first_ts,"
          " max(jd_x%1$d.ts) AS last_ts FROM (SELECT jd_iu%1$d.profile_id AS pid, jd_w%1$d.ts"
          " FROM jd_w%1$d JOIN identities jd_iu%1$d ON jd_iu%1$d.kind = 'user_id' AND"
-         " jd_iu%1$d.value = jd_w%1$d.user_id WHERE jd_iu%1$d.profile_id >= $%2$d::bigint AND"
-         " jd_iu%1$d.profile_id < $%3$d::bigint UNION ALL SELECT jd_ia%1$d.profile_id,"
-         " jd_w%1$d.ts FROM jd_w%1$d JOIN identities jd_ia%1$d ON jd_ia%1$d.kind ="
-         " 'anonymous_id' AND jd_ia%1$d.value = jd_w%1$d.anonymous_id WHERE"
-         " jd_ia%1$d.profile_id >= $%2$d::bigint AND jd_ia%1$d.profile_id < $%3$d::bigint"
-         " AND NOT EXISTS (SELECT 1 FROM identities jd_iv%1$d WHERE jd_iv%1$d.kind = 'user_id'"
-         " AND jd_iv%1$d.value = jd_w%1$d.user_id AND jd_iv%1$d.profile_id ="
+         " jd_iu%1$d.value = jd_w%1$d.user_id WHERE %2$s UNION ALL SELECT"
+         " jd_ia%1$d.profile_id, jd_w%1$d.ts FROM jd_w%1$d JOIN identities jd_ia%1$d ON"
+         " jd_ia%1$d.kind = 'anonymous_id' AND jd_ia%1$d.value = jd_w%1$d.anonymous_id WHERE"
+         " %3$s AND NOT EXISTS (SELECT 1 FROM identities jd_iv%1$d WHERE jd_iv%1$d.kind ="
+         " 'user_id' AND jd_iv%1$d.value = jd_w%1$d.user_id AND jd_iv%1$d.profile_id ="
          " jd_ia%1$d.profile_id)) jd_x%1$d GROUP BY jd_x%1$d.pid), ",
-         a, g->range_from, g->range_to);
+         a, iu, ia);
+    free(iu);
+    free(ia);
     swap_with(g);
     char *join =
         jd_xasprintf("%s LEFT JOIN jd_ev%d ON jd_ev%d.pid = p.id", g->joins ? g->joins : "", a, a);
@@ -582,8 +593,10 @@ bool cond_to_sql_range(const cond_t *c, int64_t now_ms, int from_param, int to_p
                        cond_sql_range_t *out, char ***params, size_t *n_params, int *next_param,
                        diag_t *d)
 {
-    if (from_param < 1 || to_param < 1) {
-        diag_add(d, NULL, 0, 0, "cond_to_sql_range: the range needs two parameters ($1 or more)");
+    if (from_param < 1 || to_param < 0) {
+        diag_add(d, NULL, 0, 0,
+                 "cond_to_sql_range: the profiles need a parameter ($1 or more) and a second one"
+                 " for a range (or 0 for a list)");
         return false;
     }
     sqlgen_t g = {.first_param = *next_param,

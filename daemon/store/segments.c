@@ -289,6 +289,22 @@ static char *apply_sql(const char *with, const char *joins, const char *expr, bo
         range ? ", $4::bigint > (SELECT coalesce(max(id), 0) FROM profiles)" : "");
 }
 
+/* Profiles from which the incremental path evaluates `event:` aggregates in
+ * the set-based form: about the break-even measured on 1,000,000 profiles
+ * (docs/benchmarks.md, "Segments"). */
+enum { SET_BASED_MIN_PROFILES = 600 };
+
+/* The number of ids in an array literal such as {1,2,3}. */
+static size_t count_ids(const char *ids)
+{
+    if (!ids || !strcmp(ids, "{}"))
+        return 0;
+    size_t n = 1;
+    for (const char *p = ids; *p; p++)
+        n += *p == ',';
+    return n;
+}
+
 /* Queues the re-evaluation of seg: range (from, to) or the profiles in
  * ids. Returns false when it could not be queued (logged). */
 static bool queue_apply(segments_t *s, const segment_t *seg, const char *ids, const char *from,
@@ -301,12 +317,17 @@ static bool queue_apply(segments_t *s, const segment_t *seg, const char *ids, co
     cond_sql_range_t form = {0};
     diag_t d = {0};
     /* A full evaluation reads each event aggregate once per batch (the
-     * set-based form); the incremental path, for a few profiles, probes
-     * each one's events by its ids instead (the correlated form). */
-    bool built = range ? cond_to_sql_range(seg->where, clock_wall_ms(), 3, 4, &form, &params,
-                                           &n_params, &next, &d)
-                       : cond_to_sql(seg->where, NULL, clock_wall_ms(), &form.expr, &params,
-                                     &n_params, &next, &d);
+     * set-based form). The incremental path probes each profile's events by
+     * its ids (the correlated form: ~0.35 ms a profile for 2,000,000 events
+     * in 65 partitions) unless the profiles are so many that reading the
+     * window's events once costs less (~70-200 ms for 305,000). */
+    bool set_based = range || (seg->time_based && count_ids(ids) >= SET_BASED_MIN_PROFILES);
+    bool built = !set_based ? cond_to_sql(seg->where, NULL, clock_wall_ms(), &form.expr, &params,
+                                          &n_params, &next, &d)
+                 : range    ? cond_to_sql_range(seg->where, clock_wall_ms(), 3, 4, &form, &params,
+                                                &n_params, &next, &d)
+                            : cond_to_sql_range(seg->where, clock_wall_ms(), 2, 0, &form, &params,
+                                                &n_params, &next, &d);
     if (!built) {
         log_error("segments: segment '%s' cannot be evaluated in the database: %s", seg->id,
                   d.count ? d.msgs[0] : "?");

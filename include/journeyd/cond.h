@@ -103,10 +103,12 @@ JD_WARN_UNUSED bool cond_to_sql(const cond_t *c, const char *event_alias, int64_
 
 /* The set-based form of cond_to_sql, for every profile whose id is in
  * [$from_param, $to_param) at once (the statement supplies those two
- * bigint parameters): each `event:` aggregate is computed once for the whole
- * range, from the window's events joined to the range's identities, instead
- * of one correlated subquery per profile. The same profiles are selected as
- * with cond_to_sql over that range. */
+ * bigint parameters), or, with to_param 0, every profile of the bigint[]
+ * $from_param: each `event:` aggregate is computed once for all of them,
+ * from the window's events joined to their identities, instead of one
+ * correlated subquery per profile. The same profiles are selected as with
+ * cond_to_sql over those profiles; for others the aggregates are missing
+ * (as if they had no events), so the caller selects no profile outside. */
 typedef struct cond_sql_range {
     char *with;  /* CTEs, each followed by ", ", to open the statement's WITH
                     with; "" when c reads no stored events */

@@ -334,6 +334,56 @@ steps:
         self.smtp.expect_exactly(1, quiet=1.5)
 
 
+class ManyProfiles(SegmentCase):
+    files = {"segments/buyers.yaml": """\
+id: buyers
+where:
+  event: {name: Order Completed, within: 30d}
+  count_gte: 2
+"""}
+
+    def test_event_aggregates_for_many_profiles_at_once(self):
+        # 1,200 profiles, half of them buyers of some kind; read again, 1,000
+        # events (about 750 profiles) at once, they are evaluated in the
+        # set-based form (600 profiles or more), the rest profile by profile.
+        # An order counts once even when its userId and anonymousId both
+        # name the buyer.
+        batch, want = [], []
+        for i in range(1200):
+            u, a = f"b{i:04d}", f"anon-b{i:04d}"
+            order = {"type": "track", "event": "Order Completed"}
+            kind = (i // 2) % 3
+            if i % 2:         # someone who only looked
+                batch.append({"type": "track", "event": "Page Viewed", "userId": u})
+            elif kind == 0:   # two orders: a buyer
+                batch += [dict(order, userId=u), dict(order, userId=u)]
+                want.append(u)
+            elif kind == 1:   # one order naming the buyer twice: not
+                batch.append(dict(order, userId=u, anonymousId=a))
+            else:             # the second order by the anonymousId alone: a buyer
+                batch += [dict(order, userId=u, anonymousId=a), dict(order, anonymousId=a)]
+                want.append(u)
+        start = self.psql("SELECT txid::text, event_id FROM processor_cursors"
+                          " WHERE name = 'segments'")[0]
+        r = self.journeyd.post("/v1/batch", {"batch": batch}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("buyers", want, timeout=60)
+        # The reader follows the processor, 500 events at a time here. Once
+        # it is done, forget the members and move its cursor back: it reads
+        # the same events again, 1,000 at once.
+        self.psql("BEGIN; SELECT 1 FROM processor_cursors WHERE name = 'segments' FOR UPDATE;"
+                  " DELETE FROM segment_members WHERE segment_id = 'buyers';"
+                  " UPDATE segments SET member_count = 0 WHERE id = 'buyers';"
+                  f" UPDATE processor_cursors SET txid = '{start[0]}', event_id = {start[1]}"
+                  " WHERE name = 'segments'; COMMIT;")
+        self.wait_members("buyers", want, timeout=60)
+        entered = self.psql("SELECT count(*) FROM events WHERE source = 'segments'"
+                            " AND event = 'Segment Entered'")[0][0]
+        self.assertEqual(entered, str(2 * len(want)))
+        self.assertEqual(self.psql("SELECT member_count FROM segments WHERE id = 'buyers'")[0][0],
+                         str(len(want)))
+
+
 SIGNUP = """\
 id: signup
 name: Sign-up follow-up

@@ -9,7 +9,8 @@
  * conditions) for which cond_eval is true, with aggregates computed in C
  * from the same fixture. Profile-level conditions are checked in both SQL
  * forms: the correlated one (cond_to_sql) and the set-based one of full
- * evaluations (cond_to_sql_range, over several id ranges). The fixture has
+ * evaluations (cond_to_sql_range, over several id ranges and over lists of
+ * ids). The fixture has
  * profiles merged into others (their identities moved to the survivor, as
  * journeyd_resolve_profile does) and events whose userId and anonymousId
  * name the same profile (counted once).
@@ -579,7 +580,49 @@ static bool select_range_form(const char *src, const cond_t *c, bool in_sql[N_PR
     return ok;
 }
 
-/* Profile-level: both SQL forms over profiles p against cond_eval on each
+/* Which profiles the set-based form over a list of ids selects (as the
+ * incremental path uses it for many profiles): two lists, the profiles of
+ * even and of odd index. */
+static bool select_list_form(const char *src, const cond_t *c, bool in_sql[N_PROFILES],
+                             double *took)
+{
+    char **params = NULL;
+    size_t n = 0;
+    int next = 2;
+    diag_t d = {0};
+    cond_sql_range_t form = {0};
+    if (!cond_to_sql_range(c, now_ms, 1, 0, &form, &params, &n, &next, &d)) {
+        diag_print(&d, stderr);
+        unit_fail(__FILE__, __LINE__, "cond_to_sql_range (list) failed for %s", src);
+        diag_free(&d);
+        free_params(params, n);
+        return false;
+    }
+    diag_free(&d);
+    char *sql = jd_xasprintf("WITH %s jd_end AS (SELECT 1) SELECT p.id FROM profiles p%s"
+                             " WHERE p.id = ANY ($1::bigint[]) AND %s",
+                             form.with, form.joins, form.expr);
+    char **all = jd_xcalloc(n + 1, sizeof(*all));
+    memcpy(all + 1, params, n * sizeof(*params));
+    bool ok = true;
+    for (int k = 0; ok && k < 2; k++) {
+        char list[N_PROFILES * 24 + 3] = "{";
+        size_t len = 1;
+        for (int i = k; i < N_PROFILES; i += 2)
+            len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%lld", i > 1 ? "," : "",
+                                    profiles[i].id);
+        snprintf(list + len, sizeof(list) - len, "}");
+        all[0] = list;
+        ok = select_profiles(src, sql, n + 1, all, in_sql, took);
+    }
+    free(all);
+    free(sql);
+    free_params(params, n);
+    cond_sql_range_free(&form);
+    return ok;
+}
+
+/* Profile-level: every SQL form over profiles p against cond_eval on each
  * profile. */
 static void check_profiles(const char *src)
 {
@@ -601,10 +644,11 @@ static void check_profiles(const char *src)
         return;
     }
     char *sql = jd_xasprintf("SELECT p.id FROM profiles p WHERE %s ORDER BY p.id", where);
-    bool in_sql[N_PROFILES] = {0}, in_range[N_PROFILES] = {0};
-    double took = 0, took_range = 0;
+    bool in_sql[N_PROFILES] = {0}, in_range[N_PROFILES] = {0}, in_list[N_PROFILES] = {0};
+    double took = 0, took_range = 0, took_list = 0;
     if (!select_profiles(src, sql, n, params, in_sql, &took) ||
-        !select_range_form(src, c, in_range, &took_range))
+        !select_range_form(src, c, in_range, &took_range) ||
+        !select_list_form(src, c, in_list, &took_list))
         goto done;
     int bad = 0, selected = 0;
     for (int i = 0; i < N_PROFILES; i++) {
@@ -616,12 +660,14 @@ static void check_profiles(const char *src)
                           .ctx = &profiles[i]};
         bool in_c = cond_eval(c, &env);
         selected += in_c;
-        if (in_c != in_sql[i] || in_c != in_range[i]) {
+        if (in_c != in_sql[i] || in_c != in_range[i] || in_c != in_list[i]) {
             if (bad++ == 0)
                 fprintf(stderr, "MISMATCH for %s\n", src);
             char *t = json_dumps(profiles[i].traits, JSON_COMPACT);
-            fprintf(stderr, "  profile %lld: eval %d, sql %d, set-based sql %d, traits %s\n",
-                    profiles[i].id, in_c, in_sql[i], in_range[i], t);
+            fprintf(stderr,
+                    "  profile %lld: eval %d, sql %d, set-based sql %d (range) %d (list),"
+                    " traits %s\n",
+                    profiles[i].id, in_c, in_sql[i], in_range[i], in_list[i], t);
             free(t);
         }
     }
@@ -630,7 +676,8 @@ static void check_profiles(const char *src)
         mismatches++;
     }
     if (getenv("COND_VERBOSE"))
-        printf("%3d/%d %6.3fs %6.3fs  %s\n", selected, N_PROFILES, took, took_range, src);
+        printf("%3d/%d %6.3fs %6.3fs %6.3fs  %s\n", selected, N_PROFILES, took, took_range,
+               took_list, src);
 done:
     free(sql);
     free(where);
