@@ -619,7 +619,7 @@ static char *due_sweeps(segments_t *s)
  * 305,000 events, for 5,000 as for 100,000 profiles). Halving those only
  * multiplies the statements. So two batches in a row of which one is twice
  * the other tell how the cost scales: the larger under 1.5 times as long, a
- * fixed part dominates (batch_cost_fixed: doubled while a statement stays
+ * fixed part dominates (BATCH_COST_FIXED: doubled while a statement stays
  * under 1 s, never halved); otherwise it follows the size (the rule above).
  * Until a pair says which, a batch is doubled (or halved, over 500 ms) to
  * see. */
@@ -703,14 +703,16 @@ static void on_picked(db_t *db, PGresult *res, void *arg)
         go_idle(s);
         return;
     }
-    if (strcmp(s->compute_segment, pick->id)) { /* what was learnt was of another condition */
+    long long f = strtoll(from, NULL, 10);
+    /* What was learnt of the batches' cost was of another condition (or of
+     * this one before an edit): learn again. */
+    if (strcmp(s->compute_segment, pick->id) || f == 0) {
         snprintf(s->compute_segment, sizeof(s->compute_segment), "%s", pick->id);
         s->prev_batch = 0;
         s->batch_cost = BATCH_COST_UNKNOWN;
     }
     s->batch_in_flight = s->compute_batch;
-    long long f = strtoll(from, NULL, 10);
-    if (f == 0 || s->prev_batch == 0) { /* a full evaluation starts (or resumes) */
+    if (s->prev_batch == 0) { /* a full evaluation starts (or resumes) */
         s->run_started_us = clock_mono_us();
         s->run_batches = 0;
         s->run_from = f;
