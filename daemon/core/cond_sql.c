@@ -18,7 +18,7 @@
 #include "journeyd/xmalloc.h"
 
 typedef struct sqlgen {
-    char *buf;
+    char *buf; /* where emit() writes: the expression, or (swapped in) the CTEs */
     size_t len, cap;
     char **params;
     size_t n_params;
@@ -26,6 +26,11 @@ typedef struct sqlgen {
     int now_param; /* 0 until first used */
     int64_t now_ms;
     int alias_seq;
+    /* The set-based form (cond_to_sql_range): the range's parameters, 0
+     * otherwise; the CTEs and joins of the event aggregates so far. */
+    int range_from, range_to;
+    char *with, *joins;
+    size_t with_len, with_cap;
     diag_t *d;
 } sqlgen_t;
 
@@ -281,6 +286,119 @@ static bool emit_cmp(sqlgen_t *g, const cond_t *c, const char *event_alias)
 
 static bool emit_cond(sqlgen_t *g, const cond_t *c, const char *event_alias);
 
+/* Swaps the buffer emit() writes to with the CTE buffer (and back). */
+static void swap_with(sqlgen_t *g)
+{
+    char *b = g->buf;
+    size_t len = g->len, cap = g->cap;
+    g->buf = g->with;
+    g->len = g->with_len;
+    g->cap = g->with_cap;
+    g->with = b;
+    g->with_len = len;
+    g->with_cap = cap;
+}
+
+/* The comparison that turns an aggregate into the leaf's truth: "=", ">",
+ * ... against the count (count_*), ">=" or "<" against a time bound, NULL
+ * when existence alone decides (ever, never, a window before all time). */
+static const char *agg_op(const cond_t *c, int64_t bound)
+{
+    switch (c->agg) {
+    case CA_COUNT_EQ:
+        return "=";
+    case CA_COUNT_GT:
+        return ">";
+    case CA_COUNT_GTE:
+        return ">=";
+    case CA_COUNT_LT:
+        return "<";
+    case CA_COUNT_LTE:
+        return "<=";
+    case CA_LAST_WITHIN:
+    case CA_FIRST_WITHIN:
+        return bound == INT64_MIN ? NULL : ">=";
+    case CA_LAST_BEFORE:
+    case CA_FIRST_BEFORE:
+        return "<";
+    case CA_NEVER:
+    case CA_EVER:
+        break;
+    }
+    return NULL;
+}
+
+/* The set-based form of one event leaf. Two CTEs: jd_wN, the events of the
+ * name and window that pass `where` (read once: the (event, ts) index), and
+ * jd_evN, their count and first and last times per profile of the range,
+ * through the identities of the range (user_id, and anonymous_id unless the
+ * event's user_id already names that same profile: an event counts once
+ * per profile, as in the correlated form, where it is one row matched by
+ * either id). The leaf reads jd_evN, LEFT JOINed on p.id: no row means no
+ * such event. */
+static bool emit_event_range(sqlgen_t *g, const cond_t *c, int a, int name, int now, int64_t since,
+                             int64_t bound)
+{
+    swap_with(g);
+    emit(g,
+         "jd_w%1$d AS (SELECT jd_a%1$d.ts, jd_a%1$d.user_id, jd_a%1$d.anonymous_id FROM events"
+         " jd_a%1$d WHERE jd_a%1$d.event = $%2$d::text AND jd_a%1$d.ts <= $%3$d::timestamptz",
+         a, name, now);
+    if (since != INT64_MIN)
+        emit(g, " AND jd_a%d.ts >= $%d::timestamptz", a, param_time(g, since));
+    if (c->where) {
+        char alias[16];
+        snprintf(alias, sizeof(alias), "jd_a%d", a);
+        emit(g, " AND ");
+        if (!emit_cond(g, c->where, alias)) {
+            swap_with(g);
+            return false;
+        }
+    }
+    /* Which identities: those of the range, or of the listed profiles. */
+    char *iu = g->range_to
+                   ? jd_xasprintf("jd_iu%d.profile_id >= $%d::bigint AND"
+                                  " jd_iu%d.profile_id < $%d::bigint",
+                                  a, g->range_from, a, g->range_to)
+                   : jd_xasprintf("jd_iu%d.profile_id = ANY ($%d::bigint[])", a, g->range_from);
+    char *ia = g->range_to
+                   ? jd_xasprintf("jd_ia%d.profile_id >= $%d::bigint AND"
+                                  " jd_ia%d.profile_id < $%d::bigint",
+                                  a, g->range_from, a, g->range_to)
+                   : jd_xasprintf("jd_ia%d.profile_id = ANY ($%d::bigint[])", a, g->range_from);
+    emit(g,
+         "), jd_ev%1$d AS (SELECT jd_x%1$d.pid, count(*) AS n, min(jd_x%1$d.ts) AS first_ts,"
+         " max(jd_x%1$d.ts) AS last_ts FROM (SELECT jd_iu%1$d.profile_id AS pid, jd_w%1$d.ts"
+         " FROM jd_w%1$d JOIN identities jd_iu%1$d ON jd_iu%1$d.kind = 'user_id' AND"
+         " jd_iu%1$d.value = jd_w%1$d.user_id WHERE %2$s UNION ALL SELECT"
+         " jd_ia%1$d.profile_id, jd_w%1$d.ts FROM jd_w%1$d JOIN identities jd_ia%1$d ON"
+         " jd_ia%1$d.kind = 'anonymous_id' AND jd_ia%1$d.value = jd_w%1$d.anonymous_id WHERE"
+         " %3$s AND NOT EXISTS (SELECT 1 FROM identities jd_iv%1$d WHERE jd_iv%1$d.kind ="
+         " 'user_id' AND jd_iv%1$d.value = jd_w%1$d.user_id AND jd_iv%1$d.profile_id ="
+         " jd_ia%1$d.profile_id)) jd_x%1$d GROUP BY jd_x%1$d.pid), ",
+         a, iu, ia);
+    free(iu);
+    free(ia);
+    swap_with(g);
+    char *join =
+        jd_xasprintf("%s LEFT JOIN jd_ev%d ON jd_ev%d.pid = p.id", g->joins ? g->joins : "", a, a);
+    free(g->joins);
+    g->joins = join;
+
+    const char *op = agg_op(c, bound);
+    if (c->agg == CA_NEVER)
+        emit(g, "(jd_ev%d.pid IS NULL)", a);
+    else if (!op)
+        emit(g, "(jd_ev%d.pid IS NOT NULL)", a);
+    else if (c->agg <= CA_COUNT_LTE)
+        emit(g, "(coalesce(jd_ev%d.n, 0) %s $%d::int8)", a, op, param_int(g, c->arg));
+    else
+        emit(g, "coalesce(jd_ev%d.%s %s $%d::timestamptz, false)", a,
+             c->agg == CA_LAST_WITHIN || c->agg == CA_LAST_BEFORE ? "last_ts" : "first_ts", op,
+             param_time(g, bound));
+    return true;
+}
+
 static bool emit_event(sqlgen_t *g, const cond_t *c)
 {
     int a = ++g->alias_seq;
@@ -288,12 +406,14 @@ static bool emit_event(sqlgen_t *g, const cond_t *c)
     snprintf(alias, sizeof(alias), "jd_a%d", a);
     int64_t since = cond_since_ms(g->now_ms, c->within_ms);
     int64_t bound = cond_since_ms(g->now_ms, c->arg);
-    const char *agg;
     if ((c->agg == CA_LAST_BEFORE || c->agg == CA_FIRST_BEFORE) && bound == INT64_MIN) {
         emit(g, "false"); /* nothing is seen before all time */
         return true;
     }
     int name = param(g, c->name), now = now_param(g);
+    if (g->range_from)
+        return emit_event_range(g, c, a, name, now, since, bound);
+    const char *agg = agg_op(c, bound);
     switch (c->agg) {
     case CA_NEVER:
         emit(g, "NOT EXISTS (SELECT 1");
@@ -310,7 +430,7 @@ static bool emit_event(sqlgen_t *g, const cond_t *c)
         break;
     case CA_LAST_WITHIN:
     case CA_FIRST_WITHIN:
-        if (bound == INT64_MIN) { /* reaches before all time: any event will do */
+        if (!agg) { /* reaches before all time: any event will do */
             emit(g, "EXISTS (SELECT 1");
             break;
         }
@@ -337,34 +457,6 @@ static bool emit_event(sqlgen_t *g, const cond_t *c)
         emit(g, " AND ");
         if (!emit_cond(g, c->where, alias))
             return false;
-    }
-    switch (c->agg) {
-    case CA_NEVER:
-    case CA_EVER:
-        agg = NULL;
-        break;
-    case CA_COUNT_EQ:
-        agg = "=";
-        break;
-    case CA_COUNT_GT:
-        agg = ">";
-        break;
-    case CA_COUNT_GTE:
-        agg = ">=";
-        break;
-    case CA_COUNT_LT:
-        agg = "<";
-        break;
-    case CA_COUNT_LTE:
-        agg = "<=";
-        break;
-    case CA_LAST_WITHIN:
-    case CA_FIRST_WITHIN:
-        agg = bound == INT64_MIN ? NULL : ">=";
-        break;
-    default:
-        agg = "<";
-        break;
     }
     if (!agg)
         emit(g, ")");
@@ -450,6 +542,40 @@ static bool alias_ok(const char *s)
     return true;
 }
 
+static void free_gen(sqlgen_t *g)
+{
+    free(g->buf);
+    free(g->with);
+    free(g->joins);
+    for (size_t i = 0; i < g->n_params; i++)
+        free(g->params[i]);
+    free(g->params);
+}
+
+/* Runs the generator over c and hands its parameters over (see cond.h). */
+static bool generate(sqlgen_t *g, const cond_t *c, const char *event_alias, char **sql,
+                     char ***params, size_t *n_params, int *next_param)
+{
+    if (!c) {
+        emit(g, "true");
+    } else if (!emit_cond(g, c, event_alias)) {
+        free_gen(g);
+        return false;
+    }
+    if (g->n_params) {
+        *params = jd_xrealloc(*params, (*n_params + g->n_params) * sizeof(**params));
+        memcpy(*params + *n_params, g->params, g->n_params * sizeof(*g->params));
+    }
+    *n_params += g->n_params;
+    *next_param += (int)g->n_params;
+    free(g->params);
+    g->params = NULL;
+    g->n_params = 0;
+    *sql = g->buf;
+    g->buf = NULL;
+    return true;
+}
+
 bool cond_to_sql(const cond_t *c, const char *event_alias, int64_t now_ms, char **sql,
                  char ***params, size_t *n_params, int *next_param, diag_t *d)
 {
@@ -460,22 +586,37 @@ bool cond_to_sql(const cond_t *c, const char *event_alias, int64_t now_ms, char 
         return false;
     }
     sqlgen_t g = {.first_param = *next_param, .now_ms = now_ms, .d = d};
-    if (!c) {
-        emit(&g, "true");
-    } else if (!emit_cond(&g, c, event_alias)) {
-        free(g.buf);
-        for (size_t i = 0; i < g.n_params; i++)
-            free(g.params[i]);
-        free(g.params);
+    return generate(&g, c, event_alias, sql, params, n_params, next_param);
+}
+
+bool cond_to_sql_range(const cond_t *c, int64_t now_ms, int from_param, int to_param,
+                       cond_sql_range_t *out, char ***params, size_t *n_params, int *next_param,
+                       diag_t *d)
+{
+    if (from_param < 1 || to_param < 0) {
+        diag_add(d, NULL, 0, 0,
+                 "cond_to_sql_range: the profiles need a parameter ($1 or more) and a second one"
+                 " for a range (or 0 for a list)");
         return false;
     }
-    if (g.n_params) {
-        *params = jd_xrealloc(*params, (*n_params + g.n_params) * sizeof(**params));
-        memcpy(*params + *n_params, g.params, g.n_params * sizeof(*g.params));
-    }
-    *n_params += g.n_params;
-    *next_param += (int)g.n_params;
-    free(g.params);
-    *sql = g.buf;
+    sqlgen_t g = {.first_param = *next_param,
+                  .now_ms = now_ms,
+                  .range_from = from_param,
+                  .range_to = to_param,
+                  .d = d};
+    char *expr = NULL;
+    if (!generate(&g, c, NULL, &expr, params, n_params, next_param))
+        return false;
+    out->expr = expr;
+    out->with = g.with ? g.with : jd_xstrdup("");
+    out->joins = g.joins ? g.joins : jd_xstrdup("");
     return true;
+}
+
+void cond_sql_range_free(cond_sql_range_t *r)
+{
+    free(r->with);
+    free(r->expr);
+    free(r->joins);
+    r->with = r->expr = r->joins = NULL;
 }

@@ -124,7 +124,8 @@ static void hash_hex(const char *text, char out[65])
 
 segment_t *segment_parse(const node_t *root, const char *file, diag_t *d)
 {
-    static const char *const keys[] = {"id", "name", "description", "where", "refresh", NULL};
+    static const char *const keys[] = {
+        "id", "name", "description", "where", "refresh", "initial_members", NULL};
     if (!root) {
         diag_add(d, file, 1, 1, "the segment file is empty");
         return NULL;
@@ -136,6 +137,7 @@ segment_t *segment_parse(const node_t *root, const char *file, diag_t *d)
     s->line = root->line;
     s->col = root->col;
     s->refresh_ms = SEGMENT_REFRESH_DEFAULT_MS;
+    s->initial_quiet = true;
     bool ok = node_check_keys(root, keys, d);
 
     s->id = text_key(root, "id", true, SEGMENT_ID_MAX + 64, d, &ok);
@@ -162,6 +164,18 @@ segment_t *segment_parse(const node_t *root, const char *file, diag_t *d)
             ok = false;
         } else {
             s->refresh_ms = ms;
+        }
+    }
+
+    const node_t *im = node_get(root, "initial_members");
+    if (im) {
+        if (im->kind == NODE_SCALAR && !node_is_null(im) && !strcmp(im->str, "enter")) {
+            s->initial_quiet = false;
+        } else if (!(im->kind == NODE_SCALAR && !node_is_null(im) && !strcmp(im->str, "quiet"))) {
+            node_error(d, im,
+                       "initial_members: expected quiet (the first evaluation adds the "
+                       "profiles that already match without Segment Entered events) or enter");
+            ok = false;
         }
     }
 
@@ -193,8 +207,9 @@ segment_t *segment_parse(const node_t *root, const char *file, diag_t *d)
     char *canon = json_dumps(where, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     hash_hex(canon ? canon : "", s->hash);
     free(canon);
-    s->definition = json_pack("{s:s, s:o, s:I}", "id", s->id, "where", where, "refresh_ms",
-                              (json_int_t)s->refresh_ms);
+    s->definition = json_pack("{s:s, s:o, s:I, s:s}", "id", s->id, "where", where, "refresh_ms",
+                              (json_int_t)s->refresh_ms, "initial_members",
+                              s->initial_quiet ? "quiet" : "enter");
     if (s->name)
         json_object_set_new(s->definition, "name", json_string(s->name));
     if (s->description)

@@ -77,6 +77,13 @@ typedef enum seg_state {
     SEG_STOPPED,
 } seg_state_t;
 
+/* How the time of a full-evaluation batch scales with its size (adapt_batch). */
+typedef enum batch_cost {
+    BATCH_COST_UNKNOWN,
+    BATCH_COST_SIZE,  /* about in proportion */
+    BATCH_COST_FIXED, /* mostly the same whatever the size */
+} batch_cost_t;
+
 struct segments {
     struct event_base *base;
     db_t *db;
@@ -100,9 +107,17 @@ struct segments {
     unsigned last_batch_rows;
     /* full-evaluation batch */
     char compute_from[24], compute_to[24];
-    unsigned compute_batch;     /* profile ids in the next batch (adapted, see adapt_batch) */
+    unsigned compute_batch;   /* profile ids in the next batch (adapted, see adapt_batch) */
+    unsigned batch_in_flight; /* the size of the batch sent */
+    char compute_segment[SEGMENT_ID_MAX + 1]; /* whose batches prev_* and batch_cost are */
+    unsigned prev_batch;                      /* the last batch's size (0: none of this segment) */
+    int64_t prev_took_us;                     /* how long it took */
+    batch_cost_t batch_cost;                  /* how its cost scales with the size, as measured */
+    int64_t run_started_us;     /* when this full evaluation started (or resumed), for the log */
+    unsigned run_batches;       /* its batches so far */
+    long long run_from;         /* the id it started from */
     int64_t compute_started_us; /* when the batch in flight was sent */
-    metric_t *m_entered, *m_left, *m_errors, *m_batches;
+    metric_t *m_entered, *m_left, *m_quiet, *m_errors, *m_batches;
 };
 
 static const char *state_name(seg_state_t st)
@@ -191,15 +206,24 @@ static void fail(segments_t *s, const char *what, PGresult *res, bool in_transac
 
 /* ---- the statement that re-evaluates one segment ---- */
 
-/* Re-evaluates segment `expr` (a cond_to_sql expression over profiles p) for
- * a set of profiles: range (a full evaluation) is $3 <= id < $4 with the
- * condition's hash in $2; otherwise the profiles of the array $2 and those
- * merged into them. Members are added and removed, each change logged and
- * written as an event of the profile, the count and the progress of a full
- * evaluation updated (the segments row only when something changed, for
- * the incremental path, which runs for every batch of events): all in one
- * statement. */
-static char *apply_sql(const char *expr, bool range)
+/* Re-evaluates segment `expr` (a boolean expression over profiles p) for a
+ * set of profiles: range (a full evaluation) is $3 <= id < $4 with the
+ * condition's hash in $2, expr from cond_to_sql_range (with: its CTEs,
+ * joins: its LEFT JOINs); otherwise the profiles of the array $2 and those
+ * merged into them, expr from cond_to_sql. Members are added and removed,
+ * each change logged and written as an event of the profile, the count and
+ * the progress of a full evaluation updated (the segments row only when
+ * something changed, for the incremental path, which runs for every batch
+ * of events): all in one statement.
+ *
+ * quiet (initial_members: quiet): while the segment's first evaluation (its
+ * baseline: computed_at still NULL) has not reached a profile (id >=
+ * compute_from), that profile's changes are neither logged nor written as
+ * events, on both paths: the baseline says who is in, not who entered. The
+ * statement returns the logged entries, the logged exits and the quiet
+ * changes, and for a range whether it was the last batch. */
+static char *apply_sql(const char *with, const char *joins, const char *expr, bool range,
+                       bool quiet)
 {
     const char *scope = range ? "p.id >= $3::bigint AND p.id < $4::bigint"
                               : "(p.id = ANY($2::bigint[]) OR p.merged_into = ANY($2::bigint[]))";
@@ -216,9 +240,16 @@ static char *apply_sql(const char *expr, bool range)
                 "  AND $4::bigint > (SELECT coalesce(max(id), 0) FROM profiles) THEN now()"
                 "  ELSE s.computed_at END"
               : "";
+    /* The changes to log: all of them, or those of profiles the baseline
+     * has reached (the segments row as the statement found it). */
+    const char *logged =
+        quiet ? " lchg AS (SELECT profile_id, entered FROM chg WHERE profile_id < coalesce("
+                "  (SELECT coalesce(s.compute_from, 0) FROM segments s WHERE s.id = $1"
+                "   AND s.computed_at IS NULL), 9223372036854775807)),"
+              : " lchg AS (SELECT profile_id, entered FROM chg),";
     return jd_xasprintf(
-        "WITH cand AS (SELECT p.id, (p.merged_into IS NULL AND (%s)) AS member"
-        "  FROM profiles p WHERE %s),"
+        "WITH %s cand AS (SELECT p.id, (p.merged_into IS NULL AND (%s)) AS member"
+        "  FROM profiles p%s WHERE %s),"
         " ins AS (INSERT INTO segment_members (segment_id, profile_id)"
         "  SELECT $1, id FROM cand WHERE member ON CONFLICT DO NOTHING RETURNING profile_id),"
         " del AS (DELETE FROM segment_members m USING cand c"
@@ -226,12 +257,13 @@ static char *apply_sql(const char *expr, bool range)
         "  RETURNING m.profile_id),"
         " chg AS (SELECT profile_id, true AS entered FROM ins"
         "  UNION ALL SELECT profile_id, false FROM del),"
+        "%s"
         " log AS (INSERT INTO segment_changes (segment_id, profile_id, entered)"
-        "  SELECT $1, profile_id, entered FROM chg),"
+        "  SELECT $1, profile_id, entered FROM lchg),"
         " who AS (SELECT CASE WHEN c.entered THEN 'Segment Entered' ELSE 'Segment Left' END"
         "   AS name, i.uid, i.aid, gen_random_uuid()::text AS mid,"
         "  to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS ts"
-        "  FROM chg c CROSS JOIN LATERAL (SELECT min(value) FILTER (WHERE kind = 'user_id')"
+        "  FROM lchg c CROSS JOIN LATERAL (SELECT min(value) FILTER (WHERE kind = 'user_id')"
         "   AS uid, min(value) FILTER (WHERE kind = 'anonymous_id') AS aid FROM identities"
         "   WHERE profile_id = c.profile_id) i),"
         " ev AS (INSERT INTO events (source, message_id, type, event, user_id, anonymous_id, ts,"
@@ -246,11 +278,31 @@ static char *apply_sql(const char *expr, bool range)
         "  FROM who WHERE uid IS NOT NULL OR aid IS NOT NULL),"
         " upd AS (UPDATE segments s SET member_count = s.member_count"
         "   + (SELECT count(*) FROM ins) - (SELECT count(*) FROM del),"
-        "  changed_at = CASE WHEN EXISTS (SELECT 1 FROM chg) THEN now() ELSE s.changed_at END,"
+        "  changed_at = CASE WHEN EXISTS (SELECT 1 FROM lchg) THEN now() ELSE s.changed_at END,"
         "  updated_at = now()%s"
         "  WHERE s.id = $1%s)"
-        " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM del)",
-        expr, scope, del_scope, progress, range ? "" : " AND EXISTS (SELECT 1 FROM chg)");
+        " SELECT (SELECT count(*) FROM lchg WHERE entered),"
+        "  (SELECT count(*) FROM lchg WHERE NOT entered),"
+        "  (SELECT count(*) FROM chg) - (SELECT count(*) FROM lchg)%s",
+        with, expr, joins, scope, del_scope, logged, progress,
+        range ? "" : " AND EXISTS (SELECT 1 FROM chg)",
+        range ? ", $4::bigint > (SELECT coalesce(max(id), 0) FROM profiles)" : "");
+}
+
+/* Profiles from which the incremental path evaluates `event:` aggregates in
+ * the set-based form: about the break-even measured on 1,000,000 profiles
+ * (docs/benchmarks.md, "Segments"). */
+enum { SET_BASED_MIN_PROFILES = 600 };
+
+/* The number of ids in an array literal such as {1,2,3}. */
+static size_t count_ids(const char *ids)
+{
+    if (!ids || !strcmp(ids, "{}"))
+        return 0;
+    size_t n = 1;
+    for (const char *p = ids; *p; p++)
+        n += *p == ',';
+    return n;
 }
 
 /* Queues the re-evaluation of seg: range (from, to) or the profiles in
@@ -262,16 +314,29 @@ static bool queue_apply(segments_t *s, const segment_t *seg, const char *ids, co
     int next = range ? 5 : 3;
     char **params = NULL;
     size_t n_params = 0;
-    char *expr = NULL;
+    cond_sql_range_t form = {0};
     diag_t d = {0};
-    if (!cond_to_sql(seg->where, NULL, clock_wall_ms(), &expr, &params, &n_params, &next, &d)) {
+    /* A full evaluation reads each event aggregate once per batch (the
+     * set-based form). The incremental path probes each profile's events by
+     * its ids (the correlated form: ~0.35 ms a profile for 2,000,000 events
+     * in 65 partitions) unless the profiles are so many that reading the
+     * window's events once costs less (~70-200 ms for 305,000). */
+    bool set_based = range || (seg->time_based && count_ids(ids) >= SET_BASED_MIN_PROFILES);
+    bool built = !set_based ? cond_to_sql(seg->where, NULL, clock_wall_ms(), &form.expr, &params,
+                                          &n_params, &next, &d)
+                 : range    ? cond_to_sql_range(seg->where, clock_wall_ms(), 3, 4, &form, &params,
+                                                &n_params, &next, &d)
+                            : cond_to_sql_range(seg->where, clock_wall_ms(), 2, 0, &form, &params,
+                                                &n_params, &next, &d);
+    if (!built) {
         log_error("segments: segment '%s' cannot be evaluated in the database: %s", seg->id,
                   d.count ? d.msgs[0] : "?");
         diag_free(&d);
         return false;
     }
     diag_free(&d);
-    char *sql = apply_sql(expr, range);
+    char *sql = apply_sql(form.with ? form.with : "", form.joins ? form.joins : "", form.expr,
+                          range, seg->initial_quiet);
     size_t fixed = range ? 4 : 2;
     const char **all = jd_xcalloc(fixed + n_params, sizeof(*all));
     all[0] = seg->id;
@@ -290,7 +355,7 @@ static bool queue_apply(segments_t *s, const segment_t *seg, const char *ids, co
         free(params[i]);
     free(params);
     free(sql);
-    free(expr);
+    cond_sql_range_free(&form);
     if (!queued)
         log_error("segments: cannot queue the evaluation of '%s'", seg->id);
     return queued;
@@ -302,6 +367,7 @@ static void count_changes(segments_t *s, const PGresult *res)
         return;
     metric_add(s->m_entered, NULL, (double)strtoll(PQgetvalue(res, 0, 0), NULL, 10));
     metric_add(s->m_left, NULL, (double)strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+    metric_add(s->m_quiet, NULL, (double)strtoll(PQgetvalue(res, 0, 2), NULL, 10));
 }
 
 /* ---- definitions ---- */
@@ -546,15 +612,49 @@ static char *due_sweeps(segments_t *s)
  * instead of hundreds), and a costly one still gives the event log a turn
  * (items 1 and 2 of the loop) every half second or so. From batch_profiles,
  * doubled after a batch under 125 ms, halved after one over 500 ms, within
- * COMPUTE_BATCH_MIN..COMPUTE_BATCH_MAX. */
+ * COMPUTE_BATCH_MIN..COMPUTE_BATCH_MAX.
+ *
+ * Some statements cost about the same whatever their size: an `event:`
+ * aggregate reads every event of its window once per batch (200-350 ms for
+ * 305,000 events, for 5,000 as for 100,000 profiles). Halving those only
+ * multiplies the statements. So two batches in a row of which one is twice
+ * the other tell how the cost scales: the larger under 1.5 times as long, a
+ * fixed part dominates (BATCH_COST_FIXED: doubled while a statement stays
+ * under 1 s, never halved); otherwise it follows the size (the rule above).
+ * Until a pair says which, a batch is doubled (or halved, over 500 ms) to
+ * see. */
 enum { COMPUTE_BATCH_MIN = 100, COMPUTE_BATCH_MAX = 100000 };
 
-static void adapt_batch(segments_t *s, int64_t took_us)
+static void adapt_batch(segments_t *s, unsigned size, int64_t took_us)
 {
-    if (took_us < 125000 && s->compute_batch <= COMPUTE_BATCH_MAX / 2)
-        s->compute_batch *= 2;
-    else if (took_us > 500000 && s->compute_batch >= COMPUTE_BATCH_MIN * 2)
-        s->compute_batch /= 2;
+    if (s->prev_batch && (size == 2 * s->prev_batch || 2 * size == s->prev_batch)) {
+        int64_t big = size > s->prev_batch ? took_us : s->prev_took_us;
+        int64_t small = size > s->prev_batch ? s->prev_took_us : took_us;
+        s->batch_cost = big * 2 < small * 3 ? BATCH_COST_FIXED : BATCH_COST_SIZE;
+    }
+    s->prev_batch = size;
+    s->prev_took_us = took_us;
+    unsigned next = size;
+    switch (s->batch_cost) {
+    case BATCH_COST_FIXED:
+        if (took_us < 1000000)
+            next = size * 2;
+        break;
+    case BATCH_COST_SIZE:
+        if (took_us < 125000)
+            next = size * 2;
+        else if (took_us > 500000)
+            next = size / 2;
+        break;
+    case BATCH_COST_UNKNOWN:
+        next = took_us <= 500000 ? size * 2 : size / 2;
+        break;
+    }
+    if (next > COMPUTE_BATCH_MAX)
+        next = COMPUTE_BATCH_MAX;
+    if (next < COMPUTE_BATCH_MIN)
+        next = COMPUTE_BATCH_MIN;
+    s->compute_batch = next;
 }
 
 static void on_computed(db_t *db, PGresult *res, void *arg)
@@ -565,8 +665,16 @@ static void on_computed(db_t *db, PGresult *res, void *arg)
         fail(s, "evaluating a segment in full", res, false);
         return;
     }
-    adapt_batch(s, clock_mono_us() - s->compute_started_us);
+    int64_t now = clock_mono_us(), took = now - s->compute_started_us;
+    log_debug("segments: '%s' ids %s..%s (%u) in %lld ms", s->compute_segment, s->compute_from,
+              s->compute_to, s->batch_in_flight, (long long)(took / 1000));
+    s->run_batches++;
+    adapt_batch(s, s->batch_in_flight, took);
     count_changes(s, res);
+    if (PQntuples(res) == 1 && PQnfields(res) > 3 && !strcmp(PQgetvalue(res, 0, 3), "t"))
+        log_info("segments: '%s' evaluated in full (ids from %lld) in %.1f s, %u batches",
+                 s->compute_segment, s->run_from, (double)(now - s->run_started_us) / 1e6,
+                 s->run_batches);
     go_idle(s); /* the next batch after anything more urgent */
 }
 
@@ -596,6 +704,19 @@ static void on_picked(db_t *db, PGresult *res, void *arg)
         return;
     }
     long long f = strtoll(from, NULL, 10);
+    /* What was learnt of the batches' cost was of another condition (or of
+     * this one before an edit): learn again. */
+    if (strcmp(s->compute_segment, pick->id) || f == 0) {
+        snprintf(s->compute_segment, sizeof(s->compute_segment), "%s", pick->id);
+        s->prev_batch = 0;
+        s->batch_cost = BATCH_COST_UNKNOWN;
+    }
+    s->batch_in_flight = s->compute_batch;
+    if (s->prev_batch == 0) { /* a full evaluation starts (or resumes) */
+        s->run_started_us = clock_mono_us();
+        s->run_batches = 0;
+        s->run_from = f;
+    }
     snprintf(s->compute_from, sizeof(s->compute_from), "%lld", f);
     snprintf(s->compute_to, sizeof(s->compute_to), "%lld", f + (long long)s->compute_batch);
     set_state(s, SEG_COMPUTE);
@@ -731,6 +852,10 @@ segments_t *segments_new(struct event_base *base, db_t *db, const segments_opts_
         metric_counter("journeyd_segment_entries_total", "Profiles that entered a segment", NULL);
     s->m_left =
         metric_counter("journeyd_segment_exits_total", "Profiles that left a segment", NULL);
+    s->m_quiet = metric_counter("journeyd_segment_quiet_changes_total",
+                                "Membership changes of a new segment's quiet first evaluation"
+                                " (initial_members: quiet): no event, not logged",
+                                NULL);
     s->m_errors = metric_counter("journeyd_segments_errors_total",
                                  "Segment statements that failed and were retried", NULL);
     s->m_batches = metric_counter("journeyd_segments_batches_total",

@@ -101,4 +101,27 @@ JD_WARN_UNUSED bool cond_to_sql(const cond_t *c, const char *event_alias, int64_
                                 char **sql, char ***params, size_t *n_params, int *next_param,
                                 diag_t *d);
 
+/* The set-based form of cond_to_sql, for every profile whose id is in
+ * [$from_param, $to_param) at once (the statement supplies those two
+ * bigint parameters), or, with to_param 0, every profile of the bigint[]
+ * $from_param: each `event:` aggregate is computed once for all of them,
+ * from the window's events joined to their identities, instead of one
+ * correlated subquery per profile. The same profiles are selected as with
+ * cond_to_sql over those profiles; for others the aggregates are missing
+ * (as if they had no events), so the caller selects no profile outside. */
+typedef struct cond_sql_range {
+    char *with;  /* CTEs, each followed by ", ", to open the statement's WITH
+                    with; "" when c reads no stored events */
+    char *joins; /* " LEFT JOIN ..." to follow `profiles p`; "" when none */
+    char *expr;  /* the boolean expression over p and those joins */
+} cond_sql_range_t;
+
+/* As cond_to_sql (no event alias: property: and field: only inside
+ * event: {where: ...}); on success the three strings of *out are malloc'd
+ * (cond_sql_range_free). */
+JD_WARN_UNUSED bool cond_to_sql_range(const cond_t *c, int64_t now_ms, int from_param, int to_param,
+                                      cond_sql_range_t *out, char ***params, size_t *n_params,
+                                      int *next_param, diag_t *d);
+void cond_sql_range_free(cond_sql_range_t *r);
+
 #endif

@@ -6,6 +6,7 @@
  *   description: ...            # optional, for people
  *   where: {trait: plan, eq: pro}   # the condition language (docs/conditions.md)
  *   refresh: 5m                 # optional: how often time-based conditions are swept
+ *   initial_members: quiet      # optional: quiet (default) or enter, see below
  *
  * A segment has no "current event", so `property:` and `field:` are refused
  * outside an `event: {where: ...}`. The core only parses; the store keeps
@@ -38,15 +39,20 @@ typedef struct segment {
     char *file;
     unsigned line, col; /* of the id, for duplicate reports */
     cond_t *where;
-    /* {"id", "name"?, "description"?, "where", "refresh_ms"}: the definition
+    /* {"id", "name"?, "description"?, "where", "refresh_ms", "initial_members"}: the definition
      * as the query API shows it; `where` is the YAML turned into JSON. */
     json_t *definition;
     /* SHA-256 (hex) of the canonical JSON of `where`: a change of it (and
      * only of it) means the members must be computed again. */
     char hash[65];
     int64_t refresh_ms; /* sweep interval for time-based conditions */
-    bool time_based;    /* reads stored events (whose windows move with time) */
-    char **refs;        /* the segments `where` reads (segment: NAME), deduplicated */
+    /* initial_members: quiet (the default): the first evaluation of a new
+     * segment (its baseline) adds the profiles that already match without
+     * "Segment Entered" events or segment_changes rows; enter: as any other
+     * change. Not part of the hash: it changes no member. */
+    bool initial_quiet;
+    bool time_based; /* reads stored events (whose windows move with time) */
+    char **refs;     /* the segments `where` reads (segment: NAME), deduplicated */
     size_t n_refs;
 } segment_t;
 

@@ -1,7 +1,8 @@
 """Segments against the real daemon: definitions in journeys/segments/, the
 full evaluation after start and reload, incremental membership changes from
 events (with the "Segment Entered" / "Segment Left" events they write and a
-journey they trigger), sweeps of time-based conditions, and the query API."""
+journey they trigger), the quiet baseline of a new segment (initial_members),
+sweeps of time-based conditions, and the query API."""
 
 import base64
 import json
@@ -58,6 +59,17 @@ class SegmentCase(harness.JourneydTestCase):
             self.write(name, text)
         self.journeys = self.folder
         super().setUp()
+        if self.journeyd is not None:
+            self.wait_baselines()
+
+    def wait_baselines(self, timeout=10):
+        """Until every segment file's first evaluation (its baseline) ended:
+        before it, changes of profiles it has not reached are quiet."""
+        want = sum(1 for name in self.files if name.startswith("segments/"))
+        harness.wait_until(
+            lambda: self.psql("SELECT count(*) FILTER (WHERE computed_at IS NOT NULL"
+                              " AND compute_from IS NULL), count(*) FROM segments")[0]
+            == (str(want), str(want)), timeout, what="every segment's baseline done")
 
     def write(self, name, text):
         path = os.path.join(self.folder, name)
@@ -170,10 +182,13 @@ class Membership(SegmentCase):
         row = self.psql("SELECT computed_at IS NOT NULL, member_count FROM segments"
                         " WHERE id = 'free'")[0]
         self.assertEqual(tuple(row), ("t", "1"))
+        # Its first evaluation is the quiet baseline: b is a member, with no
+        # Segment Entered event and no logged change.
         entered = self.psql("SELECT count(*) FROM events WHERE source = 'segments'"
-                            " AND event = 'Segment Entered' AND body->'properties'->>'segment'"
-                            " = 'free' AND user_id = 'b'")[0][0]
-        self.assertEqual(entered, "1")
+                            " AND body->'properties'->>'segment' = 'free'")[0][0]
+        self.assertEqual(entered, "0")
+        self.assertEqual(self.psql("SELECT count(*) FROM segment_changes"
+                                   " WHERE segment_id = 'free'")[0][0], "0")
         # A segment removed from the folder is dropped with its members.
         os.unlink(os.path.join(self.folder, "segments", "free.yaml"))
         r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
@@ -193,6 +208,100 @@ class Membership(SegmentCase):
         check = self.journeyd.run_command("check", self.folder)
         self.assertEqual(check.returncode, 1)
         self.assertIn("bad.yaml:2:", check.stderr)
+
+
+PRO = "id: pros\nwhere: {trait: plan, eq: pro}\n"
+
+PRO_HELLO = """\
+id: pro_hello
+trigger: {segment: pros}
+steps:
+  - id: mail
+    send: {connector: email, subject: "Hello pro {{ profile.name }}", text: "hi"}
+"""
+
+
+class Baseline(SegmentCase):
+    """A segment added over existing profiles: its first evaluation sets the
+    members quietly (initial_members: quiet, the default), or as entries
+    (enter); what follows the baseline emits events as always."""
+
+    def segment_events(self, segment):
+        return [tuple(r) for r in self.psql(
+            "SELECT event, user_id FROM events WHERE source = 'segments'"
+            f" AND body->'properties'->>'segment' = '{segment}' ORDER BY id")]
+
+    def add_pros(self, segment_yaml):
+        for u, plan in (("a", "pro"), ("b", "pro"), ("c", "free")):
+            self.identify(u, plan=plan)
+        self.wait_members("vip", ["a", "b"])
+        self.write("segments/pros.yaml", segment_yaml)
+        self.write("pro_hello.yaml", PRO_HELLO)
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("pros", ["a", "b"])
+        harness.wait_until(lambda: self.psql("SELECT computed_at IS NOT NULL FROM segments"
+                                             " WHERE id = 'pros'")[0][0] == "t", 10)
+
+    def test_new_segment_is_quiet(self):
+        self.add_pros(PRO)
+        self.assertEqual(self.segment_events("pros"), [])
+        self.assertEqual(self.psql("SELECT count(*) FROM segment_changes"
+                                   " WHERE segment_id = 'pros'")[0][0], "0")
+        self.assertEqual(self.psql("SELECT member_count FROM segments WHERE id = 'pros'")[0][0],
+                         "2")
+        r = self.read("/v1/segments/pros")
+        self.assertEqual(r.json["definition"]["initial_members"], "quiet")
+        # After the baseline an entry is an entry: d's starts the journey, and
+        # only d's (the processor reads the log in order, so a run for a or b
+        # would exist by the time d's mail is sent).
+        self.identify("d", plan="pro", name="Dee")
+        (mail,) = self.smtp.wait_for(1)
+        self.assertEqual(mail.msg["Subject"], "Hello pro Dee")
+        self.assertEqual(self.segment_events("pros"), [("Segment Entered", "d")])
+        runs = self.psql("SELECT i.value FROM runs r JOIN identities i ON i.profile_id ="
+                         " r.profile_id AND i.kind = 'user_id' WHERE r.journey_id = 'pro_hello'")
+        self.assertEqual([x[0] for x in runs], ["d"])
+        # An edited definition is computed again in full, and its changes are
+        # entries and exits with their events.
+        self.write("segments/pros.yaml", PRO.replace("eq: pro", "in: [pro, free]"))
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("pros", ["a", "b", "c", "d"])
+        self.smtp.wait_for(1, where=lambda m: m.msg["Subject"] == "Hello pro C")
+        self.write("segments/pros.yaml", PRO.replace("eq: pro", "eq: free"))
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("pros", ["c"])
+        harness.wait_until(lambda: len(self.segment_events("pros")) == 5, 10,
+                           what="the events of the recomputes")
+        self.assertEqual(sorted(self.segment_events("pros")[1:]),
+                         [("Segment Entered", "c"), ("Segment Left", "a"),
+                          ("Segment Left", "b"), ("Segment Left", "d")])
+        changes = self.psql("SELECT entered, count(*) FROM segment_changes"
+                            " WHERE segment_id = 'pros' GROUP BY 1 ORDER BY 1")
+        self.assertEqual([tuple(x) for x in changes], [("f", "3"), ("t", "2")])
+        self.assertEqual(self.psql("SELECT member_count FROM segments WHERE id = 'pros'")[0][0],
+                         "1")
+
+    def test_initial_members_enter(self):
+        self.add_pros(PRO + "initial_members: enter\n")
+        harness.wait_until(lambda: len(self.segment_events("pros")) == 2, 10,
+                           what="Segment Entered for a and b")
+        self.assertEqual(sorted(self.segment_events("pros")),
+                         [("Segment Entered", "a"), ("Segment Entered", "b")])
+        mails = self.smtp.expect_exactly(2, quiet=1.0)
+        self.assertEqual(sorted(m.msg["Subject"] for m in mails),
+                         ["Hello pro A", "Hello pro B"])
+        self.assertEqual(self.read("/v1/segments/pros").json["definition"]["initial_members"],
+                         "enter")
+
+    def test_bad_initial_members_fails_the_reload(self):
+        self.write("segments/pros.yaml", PRO + "initial_members: loud\n")
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 422, r.body)
+        self.assertTrue(any("pros.yaml:3:18: initial_members: expected quiet" in e
+                            for e in r.json["errors"]), r.json)
 
 
 class Sweep(SegmentCase):
@@ -223,6 +332,56 @@ steps:
         (mail,) = self.smtp.wait_for(1, timeout=10)
         self.assertEqual(mail.msg["Subject"], "We miss you, A")
         self.smtp.expect_exactly(1, quiet=1.5)
+
+
+class ManyProfiles(SegmentCase):
+    files = {"segments/buyers.yaml": """\
+id: buyers
+where:
+  event: {name: Order Completed, within: 30d}
+  count_gte: 2
+"""}
+
+    def test_event_aggregates_for_many_profiles_at_once(self):
+        # 1,200 profiles, half of them buyers of some kind; read again, 1,000
+        # events (about 750 profiles) at once, they are evaluated in the
+        # set-based form (600 profiles or more), the rest profile by profile.
+        # An order counts once even when its userId and anonymousId both
+        # name the buyer.
+        batch, want = [], []
+        for i in range(1200):
+            u, a = f"b{i:04d}", f"anon-b{i:04d}"
+            order = {"type": "track", "event": "Order Completed"}
+            kind = (i // 2) % 3
+            if i % 2:         # someone who only looked
+                batch.append({"type": "track", "event": "Page Viewed", "userId": u})
+            elif kind == 0:   # two orders: a buyer
+                batch += [dict(order, userId=u), dict(order, userId=u)]
+                want.append(u)
+            elif kind == 1:   # one order naming the buyer twice: not
+                batch.append(dict(order, userId=u, anonymousId=a))
+            else:             # the second order by the anonymousId alone: a buyer
+                batch += [dict(order, userId=u, anonymousId=a), dict(order, anonymousId=a)]
+                want.append(u)
+        start = self.psql("SELECT txid::text, event_id FROM processor_cursors"
+                          " WHERE name = 'segments'")[0]
+        r = self.journeyd.post("/v1/batch", {"batch": batch}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("buyers", want, timeout=60)
+        # The reader follows the processor, 500 events at a time here. Once
+        # it is done, forget the members and move its cursor back: it reads
+        # the same events again, 1,000 at once.
+        self.psql("BEGIN; SELECT 1 FROM processor_cursors WHERE name = 'segments' FOR UPDATE;"
+                  " DELETE FROM segment_members WHERE segment_id = 'buyers';"
+                  " UPDATE segments SET member_count = 0 WHERE id = 'buyers';"
+                  f" UPDATE processor_cursors SET txid = '{start[0]}', event_id = {start[1]}"
+                  " WHERE name = 'segments'; COMMIT;")
+        self.wait_members("buyers", want, timeout=60)
+        entered = self.psql("SELECT count(*) FROM events WHERE source = 'segments'"
+                            " AND event = 'Segment Entered'")[0][0]
+        self.assertEqual(entered, str(2 * len(want)))
+        self.assertEqual(self.psql("SELECT member_count FROM segments WHERE id = 'buyers'")[0][0],
+                         str(len(want)))
 
 
 SIGNUP = """\

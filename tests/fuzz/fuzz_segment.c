@@ -28,6 +28,16 @@ static void check_segment(const segment_t *s)
     diag_t d = {0};
     if (!cond_to_sql(s->where, NULL, 1700000000000, &sql, &params, &n, &next, &d))
         abort(); /* parse refuses what SQL without an event cannot hold */
+    /* The set-based form of full evaluations holds the same conditions. */
+    cond_sql_range_t form = {0};
+    size_t n_before = n;
+    if (!cond_to_sql_range(s->where, 1700000000000, 3, 4, &form, &params, &n, &next, &d) ||
+        !form.with || !form.joins || !form.expr || n < n_before)
+        abort();
+    cond_sql_range_free(&form);
+    if (s->initial_quiet !=
+        !strcmp(json_string_value(json_object_get(s->definition, "initial_members")), "quiet"))
+        abort();
     for (size_t i = 0; i < n; i++)
         free(params[i]);
     free(params);

@@ -7,7 +7,13 @@
  * conditions covering every operator and for hundreds of random ones, the
  * SQL must select exactly the profiles (and profile-event pairs, for event
  * conditions) for which cond_eval is true, with aggregates computed in C
- * from the same fixture.
+ * from the same fixture. Profile-level conditions are checked in both SQL
+ * forms: the correlated one (cond_to_sql) and the set-based one of full
+ * evaluations (cond_to_sql_range, over several id ranges and over lists of
+ * ids). The fixture has
+ * profiles merged into others (their identities moved to the survivor, as
+ * journeyd_resolve_profile does) and events whose userId and anonymousId
+ * name the same profile (counted once).
  */
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -30,6 +36,7 @@
 #define N_RANDOM    400
 #define N_RANDOM_EV 150
 #define N_PATTERNS  600
+#define N_MERGED    6 /* the last profiles, merged into earlier ones */
 #define DAY         86400000LL
 
 /* ---- fixture ---- */
@@ -41,6 +48,7 @@ typedef struct profile {
     bool segs[3];
     /* welcome/welcome_email: sent, opened, clicked; welcome/day3 the same */
     bool sent[2], opened[2], clicked[2];
+    int merged_into; /* index of the survivor, or -1 */
 } profile_t;
 
 typedef struct event {
@@ -205,6 +213,9 @@ static void make_fixture(void)
             p->clicked[s] = p->sent[s] && chance(30);
         }
     }
+    for (int i = 0; i < N_PROFILES; i++)
+        profiles[i].merged_into =
+            i >= N_PROFILES - N_MERGED ? (int)pick(N_PROFILES - N_MERGED) : -1;
     for (int i = 0; i < N_EVENTS; i++) {
         event_t *e = &events[i];
         profile_t *p = &profiles[pick(N_PROFILES)];
@@ -213,11 +224,27 @@ static void make_fixture(void)
         e->ts = now_ms - (int64_t)pick(60 * DAY) + (chance(5) ? 3 * DAY : 0);
         if (chance(3))
             e->ts = now_ms - 7 * DAY; /* exactly on a window's edge */
-        int who = (int)pick(4);
+        int who = (int)pick(5);
         e->uid = who != 1 ? p->uid : NULL;
-        e->aid = who == 1 ? p->aid : who == 2 ? profiles[pick(N_PROFILES)].aid : NULL;
+        e->aid = who == 1 || who == 4 ? p->aid : who == 2 ? profiles[pick(N_PROFILES)].aid : NULL;
         if (who == 3 && p->aid2[0])
             e->aid = p->aid2;
+    }
+    /* Events whose two ids name one profile, several times over (so that
+     * counting one twice would cross count_gte: 2): userId and anonymousId of
+     * the same profile, and a survivor's userId with the anonymousId of a
+     * profile merged into it. */
+    const profile_t *merged = &profiles[N_PROFILES - 1];
+    const profile_t *survivor = &profiles[merged->merged_into];
+    for (int k = 0; k < 6; k++) {
+        event_t *e = &events[N_EVENTS - 1 - k];
+        e->name = "Order Completed";
+        e->ts = now_ms - (1 + k) * DAY;
+        e->uid = k < 3 ? profiles[0].uid : survivor->uid;
+        e->aid = k < 3 ? profiles[0].aid : merged->aid;
+    }
+    for (int i = 0; i < N_EVENTS; i++) {
+        event_t *e = &events[i];
         char ts[40];
         timefmt_format(e->ts, ts, sizeof(ts));
         json_t *props = json_object();
@@ -240,10 +267,24 @@ static void make_fixture(void)
     }
 }
 
-static bool event_of(const event_t *e, const profile_t *p)
+static bool own_id(const event_t *e, const profile_t *p)
 {
     return (e->uid && !strcmp(e->uid, p->uid)) ||
            (e->aid && (!strcmp(e->aid, p->aid) || (p->aid2[0] && !strcmp(e->aid, p->aid2))));
+}
+
+/* Whether e is an event of p: by p's ids or those of a profile merged into
+ * it (whose identities now name p); a merged profile has none. */
+static bool event_of(const event_t *e, const profile_t *p)
+{
+    if (p->merged_into >= 0)
+        return false;
+    if (own_id(e, p))
+        return true;
+    for (int i = N_PROFILES - N_MERGED; i < N_PROFILES; i++)
+        if (&profiles[profiles[i].merged_into] == p && own_id(e, &profiles[i]))
+            return true;
+    return false;
 }
 
 /* ---- the callbacks, computed from the fixture ---- */
@@ -357,13 +398,25 @@ static bool store_fixture(void)
         ok = id != NULL;
         p->id = id ? atoll(id) : 0;
         free(id);
+        if (ok && p->merged_into >= 0) {
+            char pid[24], into[24];
+            snprintf(pid, sizeof(pid), "%lld", p->id);
+            snprintf(into, sizeof(into), "%lld", profiles[p->merged_into].id);
+            const char *a2[] = {pid, into};
+            char *r =
+                exec1("UPDATE profiles SET merged_into = $2 WHERE id = $1 RETURNING 1", 2, a2);
+            ok = r != NULL;
+            free(r);
+        }
         const char *ids[][2] = {
             {"user_id", p->uid}, {"anonymous_id", p->aid}, {"anonymous_id", p->aid2}};
+        /* A merged profile's identities name the survivor. */
+        long long owner = p->merged_into >= 0 ? profiles[p->merged_into].id : p->id;
         for (size_t k = 0; ok && k < 3; k++) {
             if (!ids[k][1][0])
                 continue;
             char pid[24];
-            snprintf(pid, sizeof(pid), "%lld", p->id);
+            snprintf(pid, sizeof(pid), "%lld", owner);
             const char *a3[] = {ids[k][0], ids[k][1], pid};
             char *r = exec1("INSERT INTO identities (kind, value, profile_id) VALUES ($1, $2, $3)"
                             " RETURNING 1",
@@ -464,7 +517,113 @@ static void free_params(char **params, size_t n)
     free(params);
 }
 
-/* Profile-level: SQL over profiles p against cond_eval on each profile. */
+/* Runs sql and marks the profiles it returns (first column) in in_sql. */
+static bool select_profiles(const char *src, const char *sql, size_t n, char **params,
+                            bool in_sql[N_PROFILES], double *took)
+{
+    double t0 = now_s();
+    PGresult *r = PQexecParams(db, sql, (int)n, NULL, (const char *const *)params, NULL, NULL, 0);
+    *took += now_s() - t0;
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        unit_fail(__FILE__, __LINE__, "query failed for %s: %s\n%s", src, PQresultErrorMessage(r),
+                  sql);
+    for (int row = 0; ok && row < PQntuples(r); row++) {
+        long long id = atoll(PQgetvalue(r, row, 0));
+        for (int i = 0; i < N_PROFILES; i++)
+            if (profiles[i].id == id)
+                in_sql[i] = true;
+    }
+    PQclear(r);
+    return ok;
+}
+
+/* Which profiles the set-based form selects, evaluated over three ranges
+ * of ids (as full-evaluation batches are) whose union covers every profile. */
+static bool select_range_form(const char *src, const cond_t *c, bool in_sql[N_PROFILES],
+                              double *took)
+{
+    char **params = NULL;
+    size_t n = 0;
+    int next = 3;
+    diag_t d = {0};
+    cond_sql_range_t form = {0};
+    if (!cond_to_sql_range(c, now_ms, 1, 2, &form, &params, &n, &next, &d)) {
+        diag_print(&d, stderr);
+        unit_fail(__FILE__, __LINE__, "cond_to_sql_range failed for %s", src);
+        diag_free(&d);
+        free_params(params, n);
+        return false;
+    }
+    diag_free(&d);
+    char *sql = jd_xasprintf("WITH %s jd_end AS (SELECT 1) SELECT p.id FROM profiles p%s"
+                             " WHERE p.id >= $1::bigint AND p.id < $2::bigint AND %s",
+                             form.with, form.joins, form.expr);
+    /* params[0..1] are the range; the rest, the condition's */
+    char **all = jd_xcalloc(n + 2, sizeof(*all));
+    memcpy(all + 2, params, n * sizeof(*params));
+    long long lo = profiles[0].id, hi = profiles[N_PROFILES - 1].id + 1;
+    long long cuts[] = {lo, lo + (hi - lo) / 3, lo + 2 * (hi - lo) / 3 + 1, hi};
+    bool ok = true;
+    for (int k = 0; ok && k < 3; k++) {
+        char from[24], to[24];
+        snprintf(from, sizeof(from), "%lld", cuts[k]);
+        snprintf(to, sizeof(to), "%lld", cuts[k + 1]);
+        all[0] = from;
+        all[1] = to;
+        ok = select_profiles(src, sql, n + 2, all, in_sql, took);
+    }
+    free(all);
+    free(sql);
+    free_params(params, n);
+    cond_sql_range_free(&form);
+    return ok;
+}
+
+/* Which profiles the set-based form over a list of ids selects (as the
+ * incremental path uses it for many profiles): two lists, the profiles of
+ * even and of odd index. */
+static bool select_list_form(const char *src, const cond_t *c, bool in_sql[N_PROFILES],
+                             double *took)
+{
+    char **params = NULL;
+    size_t n = 0;
+    int next = 2;
+    diag_t d = {0};
+    cond_sql_range_t form = {0};
+    if (!cond_to_sql_range(c, now_ms, 1, 0, &form, &params, &n, &next, &d)) {
+        diag_print(&d, stderr);
+        unit_fail(__FILE__, __LINE__, "cond_to_sql_range (list) failed for %s", src);
+        diag_free(&d);
+        free_params(params, n);
+        return false;
+    }
+    diag_free(&d);
+    char *sql = jd_xasprintf("WITH %s jd_end AS (SELECT 1) SELECT p.id FROM profiles p%s"
+                             " WHERE p.id = ANY ($1::bigint[]) AND %s",
+                             form.with, form.joins, form.expr);
+    char **all = jd_xcalloc(n + 1, sizeof(*all));
+    memcpy(all + 1, params, n * sizeof(*params));
+    bool ok = true;
+    for (int k = 0; ok && k < 2; k++) {
+        char list[N_PROFILES * 24 + 3] = "{";
+        size_t len = 1;
+        for (int i = k; i < N_PROFILES; i += 2)
+            len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%lld", i > 1 ? "," : "",
+                                    profiles[i].id);
+        snprintf(list + len, sizeof(list) - len, "}");
+        all[0] = list;
+        ok = select_profiles(src, sql, n + 1, all, in_sql, took);
+    }
+    free(all);
+    free(sql);
+    free_params(params, n);
+    cond_sql_range_free(&form);
+    return ok;
+}
+
+/* Profile-level: every SQL form over profiles p against cond_eval on each
+ * profile. */
 static void check_profiles(const char *src)
 {
     unit_checks++;
@@ -485,21 +644,12 @@ static void check_profiles(const char *src)
         return;
     }
     char *sql = jd_xasprintf("SELECT p.id FROM profiles p WHERE %s ORDER BY p.id", where);
-    double t0 = now_s();
-    PGresult *r = PQexecParams(db, sql, (int)n, NULL, (const char *const *)params, NULL, NULL, 0);
-    double took = now_s() - t0;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        unit_fail(__FILE__, __LINE__, "query failed for %s: %s\n%s", src, PQresultErrorMessage(r),
-                  sql);
+    bool in_sql[N_PROFILES] = {0}, in_range[N_PROFILES] = {0}, in_list[N_PROFILES] = {0};
+    double took = 0, took_range = 0, took_list = 0;
+    if (!select_profiles(src, sql, n, params, in_sql, &took) ||
+        !select_range_form(src, c, in_range, &took_range) ||
+        !select_list_form(src, c, in_list, &took_list))
         goto done;
-    }
-    bool in_sql[N_PROFILES] = {0};
-    for (int row = 0; row < PQntuples(r); row++) {
-        long long id = atoll(PQgetvalue(r, row, 0));
-        for (int i = 0; i < N_PROFILES; i++)
-            if (profiles[i].id == id)
-                in_sql[i] = true;
-    }
     int bad = 0, selected = 0;
     for (int i = 0; i < N_PROFILES; i++) {
         cond_env_t env = {.traits = profiles[i].traits,
@@ -510,12 +660,14 @@ static void check_profiles(const char *src)
                           .ctx = &profiles[i]};
         bool in_c = cond_eval(c, &env);
         selected += in_c;
-        if (in_c != in_sql[i]) {
+        if (in_c != in_sql[i] || in_c != in_range[i] || in_c != in_list[i]) {
             if (bad++ == 0)
                 fprintf(stderr, "MISMATCH for %s\n", src);
             char *t = json_dumps(profiles[i].traits, JSON_COMPACT);
-            fprintf(stderr, "  profile %lld: eval %d, sql %d, traits %s\n", profiles[i].id, in_c,
-                    in_sql[i], t);
+            fprintf(stderr,
+                    "  profile %lld: eval %d, sql %d, set-based sql %d (range) %d (list),"
+                    " traits %s\n",
+                    profiles[i].id, in_c, in_sql[i], in_range[i], in_list[i], t);
             free(t);
         }
     }
@@ -524,9 +676,9 @@ static void check_profiles(const char *src)
         mismatches++;
     }
     if (getenv("COND_VERBOSE"))
-        printf("%3d/%d %6.3fs  %s\n", selected, N_PROFILES, took, src);
+        printf("%3d/%d %6.3fs %6.3fs %6.3fs  %s\n", selected, N_PROFILES, took, took_range,
+               took_list, src);
 done:
-    PQclear(r);
     free(sql);
     free(where);
     free_params(params, n);
@@ -957,6 +1109,18 @@ static const char *const fixed_profile_conds[] = {
     " {not: {property: items, exists: true}}]}}, count_gte: 1}",
     "{event: {name: Nothing}, never: true}",
     "{event: {name: Page Viewed, where: {field: timestamp, gt: '2026-03-10'}}, count_gte: 1}",
+    /* the events whose two ids name one profile (make_fixture): once each */
+    "{event: {name: Order Completed, within: 4d}, count_eq: 3}",
+    "{event: {name: Order Completed, within: 4d}, count_gte: 4}",
+    "{event: {name: Order Completed, within: 4d}, count_lte: 3}",
+    "{event: {name: Order Completed, within: 4d, where: {field: userId, exists: true}},"
+    " count_gt: 2}",
+    /* several aggregates in one condition, nested */
+    "{all: [{event: {name: Order Completed, within: 30d}, count_gte: 2},"
+    " {not: {event: {name: Page Viewed, within: 30d}, count_gt: 2}}]}",
+    "{any: [{event: {name: Signed Up}, last_seen_within: 10d}, {not: {any: [{event: {name:"
+    " Order Completed}, never: true}, {trait: plan, eq: pro}]}}]}",
+    "{not: {event: {name: Page Viewed, within: 20d}, first_seen_before: 10d}}",
 };
 
 static const char *const fixed_event_conds[] = {

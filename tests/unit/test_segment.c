@@ -62,7 +62,34 @@ static void test_parse_ok(void)
     CHECK(json_array_size(any) == 2);
     CHECK(json_integer_value(json_object_get(json_array_get(any, 1), "count_gte")) == 3);
     CHECK_STR(json_string_value(json_object_get(s->definition, "name")), "VIP customers");
+    /* initial_members: quiet unless said otherwise, and shown. */
+    CHECK(s->initial_quiet);
+    CHECK_STR(json_string_value(json_object_get(s->definition, "initial_members")), "quiet");
     segment_free(s);
+    diag_free(&d);
+}
+
+static void test_initial_members(void)
+{
+    diag_t d = {0};
+    segment_t *q = parse("id: a\nwhere: {trait: plan, eq: pro}\ninitial_members: quiet\n", &d);
+    segment_t *e = parse("id: a\nwhere: {trait: plan, eq: pro}\ninitial_members: enter\n", &d);
+    segment_t *n = parse("id: a\nwhere: {trait: plan, eq: pro}\n", &d);
+    CHECK(q && e && n);
+    CHECK(d.count == 0);
+    if (q && e && n) {
+        CHECK(q->initial_quiet);
+        CHECK(!e->initial_quiet);
+        CHECK(n->initial_quiet);
+        CHECK_STR(json_string_value(json_object_get(e->definition, "initial_members")), "enter");
+        /* It decides how the first evaluation is announced, never who is a
+         * member: the hash (which restarts a full evaluation) ignores it. */
+        CHECK_STR(q->hash, e->hash);
+        CHECK_STR(q->hash, n->hash);
+    }
+    segment_free(q);
+    segment_free(e);
+    segment_free(n);
     diag_free(&d);
 }
 
@@ -118,6 +145,13 @@ static void test_errors(void)
                  "s.yaml:3:10: refresh: between 1s and 24h");
     expect_error("id: vip\nwhere: {trait: a, eq: 1}\nrefresh: soon\n", "s.yaml:3:10:");
     expect_error("id: vip\nname: [a]\nwhere: {trait: a, eq: 1}\n", "s.yaml:2:7: name");
+    expect_error("id: vip\nwhere: {trait: a, eq: 1}\ninitial_members: loud\n",
+                 "s.yaml:3:18: initial_members: expected quiet");
+    expect_error("id: vip\nwhere: {trait: a, eq: 1}\ninitial_members: Quiet\n", "s.yaml:3:18:");
+    expect_error("id: vip\nwhere: {trait: a, eq: 1}\ninitial_members:\n", "initial_members:");
+    expect_error("id: vip\nwhere: {trait: a, eq: 1}\ninitial_members: [enter]\n",
+                 "s.yaml:3:18: initial_members");
+    expect_error("id: vip\nwhere: {trait: a, eq: 1}\ninitial_members: true\n", "s.yaml:3:18:");
     /* property: inside an event's where is fine. */
     diag_t d = {0};
     segment_t *s = parse("id: big\nwhere:\n  event: {name: Order, where: {property: total, gt: "
@@ -172,6 +206,7 @@ int main(void)
     test_parse_ok();
     test_hash();
     test_errors();
+    test_initial_members();
     test_set();
     return unit_finish("segment");
 }
