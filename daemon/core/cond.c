@@ -749,6 +749,16 @@ void cond_foreach_segment(const cond_t *c,
     cond_foreach_segment(c->where, fn, arg);
 }
 
+void cond_foreach_event_name(const cond_t *c, void (*fn)(void *arg, const char *name), void *arg)
+{
+    if (!c)
+        return;
+    if (c->kind == CK_EVENT && c->name)
+        fn(arg, c->name);
+    for (size_t i = 0; i < c->n_kids; i++)
+        cond_foreach_event_name(c->kids[i], fn, arg);
+}
+
 unsigned cond_needs(const cond_t *c)
 {
     if (!c)

@@ -2,6 +2,7 @@
 #include "journeyd/segments.h"
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "journeyd/clock.h"
 #include "journeyd/log.h"
 #include "journeyd/metrics.h"
+#include "journeyd/strbuf.h"
 #include "journeyd/xmalloc.h"
 
 /* Definitions: every segment of the set is written; a changed condition
@@ -32,24 +34,41 @@ static const char LOCK_SQL[] = "SELECT txid::text, event_id FROM processor_curso
                                "WHERE name = 'segments' FOR UPDATE SKIP LOCKED";
 
 /* The next events after the cursor, up to where the processor stands (their
- * profiles are resolved), and the profiles they touched. */
+ * profiles are resolved), and the profiles they touched: all of them; those
+ * touched by an event that may merge profiles (an alias, both ids, an email
+ * trait: every way journeyd_resolve_profile merges); and per track event
+ * name, the profiles it was sent for ({"name": [ids]}). A segment that
+ * reads only event aggregates is evaluated again only for the profiles of
+ * its event names and of possible merges (relevant_ids): an identify or a
+ * page view cannot change "2 orders in 30 days", and time alone is the
+ * sweep's. */
 /* The profiles of the events are two primary-key lookups each (an OR across
  * kinds keeps a plan made while the tables were small: a scan of every
  * identity per event, measured at 118 ms per 1,000 events). */
 static const char FETCH_SQL[] =
-    "WITH b AS (SELECT ev.txid, ev.id, ev.source, ev.user_id, ev.anonymous_id FROM events ev"
+    "WITH b AS (SELECT ev.txid, ev.id, ev.source, ev.type, ev.event, ev.user_id, ev.anonymous_id,"
+    "   (ev.type = 'alias' OR (ev.user_id IS NOT NULL AND ev.anonymous_id IS NOT NULL)"
+    "    OR coalesce(CASE WHEN ev.type = 'identify' THEN ev.body -> 'traits'"
+    "     ELSE ev.body -> 'context' -> 'traits' END ? 'email', false)) AS may_merge"
+    "  FROM events ev"
     "  WHERE (ev.txid, ev.id) > ($1::xid8, $2::bigint)"
     "   AND (ev.txid, ev.id) <= (SELECT c.txid, c.event_id FROM processor_cursors c"
     "                             WHERE c.name = 'events')"
     "   AND ev.txid < pg_snapshot_xmin(pg_current_snapshot())"
     "  ORDER BY ev.txid, ev.id LIMIT $3::int),"
-    " l AS (SELECT txid, id FROM b ORDER BY txid DESC, id DESC LIMIT 1)"
-    " SELECT (SELECT count(*) FROM b), (SELECT txid::text FROM l), (SELECT id FROM l),"
-    " (SELECT coalesce(array_agg(DISTINCT x.profile_id), '{}') FROM b, LATERAL ("
+    " l AS (SELECT txid, id FROM b ORDER BY txid DESC, id DESC LIMIT 1),"
+    " t AS (SELECT DISTINCT x.profile_id, b.may_merge,"
+    "   CASE WHEN b.type = 'track' THEN b.event END AS name FROM b, LATERAL ("
     "   SELECT i.profile_id FROM identities i WHERE i.kind = 'user_id' AND i.value = b.user_id"
     "   UNION ALL SELECT i.profile_id FROM identities i WHERE i.kind = 'anonymous_id'"
     "   AND i.value = b.anonymous_id) x"
-    "  WHERE b.source <> 'segments')::text";
+    "  WHERE b.source <> 'segments')"
+    " SELECT (SELECT count(*) FROM b), (SELECT txid::text FROM l), (SELECT id FROM l),"
+    " (SELECT coalesce(array_agg(DISTINCT profile_id), '{}') FROM t)::text,"
+    " (SELECT coalesce(array_agg(DISTINCT profile_id), '{}') FROM t WHERE may_merge)::text,"
+    " (SELECT coalesce(jsonb_object_agg(name, ids), '{}') FROM (SELECT name,"
+    "   array_agg(DISTINCT profile_id) AS ids FROM t WHERE name IS NOT NULL GROUP BY name) "
+    "n)::text";
 
 static const char CURSOR_SQL[] =
     "UPDATE processor_cursors SET txid = $1::xid8, event_id = $2::bigint, updated_at = now()"
@@ -103,6 +122,8 @@ struct segments {
     /* incremental batch */
     char cursor_txid[32], cursor_id[32];
     char *profile_ids; /* array literal */
+    char *merge_ids;   /* those an event that may merge touched (array literal) */
+    json_t *by_name;   /* {"track event name": [profile ids]} */
     size_t apply_index;
     unsigned last_batch_rows;
     /* full-evaluation batch */
@@ -117,7 +138,7 @@ struct segments {
     unsigned run_batches;       /* its batches so far */
     long long run_from;         /* the id it started from */
     int64_t compute_started_us; /* when the batch in flight was sent */
-    metric_t *m_entered, *m_left, *m_quiet, *m_errors, *m_batches;
+    metric_t *m_entered, *m_left, *m_quiet, *m_errors, *m_batches, *m_skipped;
 };
 
 static const char *state_name(seg_state_t st)
@@ -481,13 +502,92 @@ static void on_applied(db_t *db, PGresult *res, void *arg)
     apply_next(s);
 }
 
+typedef struct ids {
+    int64_t *v;
+    size_t n, cap;
+} ids_t;
+
+static void ids_add(ids_t *ids, int64_t id)
+{
+    if (ids->n == ids->cap) {
+        ids->cap = ids->cap ? ids->cap * 2 : 64;
+        ids->v = jd_xrealloc(ids->v, ids->cap * sizeof(*ids->v));
+    }
+    ids->v[ids->n++] = id;
+}
+
+static void add_name_ids(void *arg, const char *name)
+{
+    void **ctx = arg; /* {ids, by_name} */
+    json_t *list = json_object_get(ctx[1], name);
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+    {
+        if (json_is_integer(v))
+            ids_add(ctx[0], (int64_t)json_integer_value(v));
+    }
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The profiles seg must be evaluated again for, as an array literal
+ * (malloc'd), or NULL for none: every touched profile, unless seg reads
+ * only event aggregates (see FETCH_SQL). */
+static char *relevant_ids(const segments_t *s, const segment_t *seg)
+{
+    if (cond_needs(seg->where) != COND_NEEDS_AGGREGATES)
+        return jd_xstrdup(s->profile_ids);
+    ids_t ids = {0};
+    for (const char *p = s->merge_ids + 1; *p && *p != '}';) { /* "{1,2,3}" */
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p)
+            break;
+        ids_add(&ids, v);
+        p = *end == ',' ? end + 1 : end;
+    }
+    void *ctx[] = {&ids, s->by_name};
+    cond_foreach_event_name(seg->where, add_name_ids, ctx);
+    if (ids.n == 0) {
+        free(ids.v);
+        return NULL;
+    }
+    qsort(ids.v, ids.n, sizeof(*ids.v), cmp_i64);
+    strbuf_t b = {0};
+    strbuf_chr(&b, '{');
+    for (size_t i = 0; i < ids.n; i++) {
+        if (i && ids.v[i] == ids.v[i - 1])
+            continue;
+        char num[24];
+        int n = snprintf(num, sizeof(num), "%s%lld", b.len > 1 ? "," : "", (long long)ids.v[i]);
+        strbuf_add(&b, num, (size_t)n);
+    }
+    strbuf_chr(&b, '}');
+    free(ids.v);
+    return b.p;
+}
+
 /* Segments in dependency order (segment_set_check), so one that reads
  * another sees its new members in the same transaction. */
 static void apply_next(segments_t *s)
 {
     while (s->set && s->apply_index < s->set->count) {
+        const segment_t *seg = s->set->items[s->apply_index];
+        char *ids = relevant_ids(s, seg);
+        if (!ids) {
+            metric_add(s->m_skipped, NULL, 1);
+            s->apply_index++;
+            continue;
+        }
         set_state(s, SEG_APPLY);
-        if (queue_apply(s, s->set->items[s->apply_index], s->profile_ids, NULL, NULL, on_applied))
+        bool queued = queue_apply(s, seg, ids, NULL, NULL, on_applied);
+        free(ids);
+        if (queued)
             return;
         s->apply_index++; /* logged; the others still go */
     }
@@ -511,6 +611,10 @@ static void on_fetched(db_t *db, PGresult *res, void *arg)
     snprintf(s->cursor_id, sizeof(s->cursor_id), "%s", PQgetvalue(res, 0, 2));
     free(s->profile_ids);
     s->profile_ids = jd_xstrdup(PQgetvalue(res, 0, 3));
+    free(s->merge_ids);
+    s->merge_ids = jd_xstrdup(PQgetvalue(res, 0, 4));
+    json_decref(s->by_name);
+    s->by_name = json_loads(PQgetvalue(res, 0, 5), 0, NULL);
     s->apply_index = 0;
     if (!strcmp(s->profile_ids, "{}")) {
         write_cursor(s); /* only events of this module, or of no profile */
@@ -860,6 +964,10 @@ segments_t *segments_new(struct event_base *base, db_t *db, const segments_opts_
                                  "Segment statements that failed and were retried", NULL);
     s->m_batches = metric_counter("journeyd_segments_batches_total",
                                   "Incremental segment transactions committed", NULL);
+    s->m_skipped = metric_counter("journeyd_segments_skipped_total",
+                                  "Incremental evaluations of a segment of event aggregates "
+                                  "left out: no event of its names and no merge in the batch",
+                                  NULL);
     db_on_connect(db, on_connect, s);
     db_on_notify(db, on_notify, s);
     db_set_notify_delay(db, NOTIFY_DELAY_MS);
@@ -898,5 +1006,7 @@ void segments_free(segments_t *s)
     }
     free(s->last_sweep_us);
     free(s->profile_ids);
+    free(s->merge_ids);
+    json_decref(s->by_name);
     free(s);
 }

@@ -84,6 +84,10 @@ void cond_foreach_segment(const cond_t *c,
                           void (*fn)(void *arg, const char *segment, unsigned line, unsigned col),
                           void *arg);
 
+/* Calls fn for the event name of every `event:` aggregate in c (NULL:
+ * none), in source order, repeats included. */
+void cond_foreach_event_name(const cond_t *c, void (*fn)(void *arg, const char *name), void *arg);
+
 /* Translates c into a PostgreSQL boolean expression that is never NULL, over
  * a profile row aliased `p` (profiles p). Event aggregates are correlated
  * subqueries on events, segments read segment_members(segment_id,

@@ -221,6 +221,65 @@ steps:
 """
 
 
+REPEAT_BUYERS = """\
+id: repeat_buyers
+where:
+  event: {name: Order Completed, within: 30d}
+  count_gte: 2
+"""
+
+
+def metric(tc, name):
+    for line in tc.journeyd.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+class EventSegments(SegmentCase):
+    """A segment of event aggregates only is evaluated again for the people
+    of its events and of merges, not for every profile an event touched."""
+    files = {"segments/vip.yaml": VIP, "segments/repeat_buyers.yaml": REPEAT_BUYERS}
+
+    def order(self, **ids):
+        r = self.journeyd.post("/v1/track", dict(ids, event="Order Completed"), key=K)
+        self.assertEqual(r.status, 200, r.body)
+
+    def test_only_its_events_and_merges_move_it(self):
+        self.order(userId="o1")
+        self.order(userId="o1")
+        self.order(userId="o2")
+        self.wait_members("repeat_buyers", ["o1"])
+        # A page view or a trait change (no email: it cannot merge) leaves
+        # it out; vip, which reads traits, still runs.
+        skipped = metric(self, "journeyd_segments_skipped_total")
+        r = self.journeyd.post("/v1/page", {"userId": "p2", "name": "Home"}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        r = self.journeyd.post("/v1/identify", {"userId": "p1", "traits": {"plan": "pro"}},
+                               key=K)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("vip", ["p1"])
+        harness.wait_until(lambda: metric(self, "journeyd_segments_skipped_total") > skipped,
+                           10, what="an evaluation left out")
+        # o2's second order enters it.
+        self.order(userId="o2")
+        self.wait_members("repeat_buyers", ["o1", "o2"])
+        # A merge moves orders between profiles: an anonymous buyer's order
+        # and o3's become one person's two orders (an alias names no event).
+        self.order(anonymousId="anon-3")
+        self.order(userId="o3")
+        r = self.journeyd.post("/v1/alias", {"previousId": "anon-3", "userId": "o3"}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("repeat_buyers", ["o1", "o2", "o3"])
+        # A track with both ids merges too.
+        self.order(anonymousId="anon-4")
+        self.order(userId="o4")
+        r = self.journeyd.post("/v1/track", {"userId": "o4", "anonymousId": "anon-4",
+                                             "event": "Viewed"}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("repeat_buyers", ["o1", "o2", "o3", "o4"])
+
+
 class Baseline(SegmentCase):
     """A segment added over existing profiles: its first evaluation sets the
     members quietly (initial_members: quiet, the default), or as entries
