@@ -58,6 +58,11 @@ MAIL_FROM = "Shop <hi@shop.example>"
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
 DEFAULT_TEST_TIMEOUT = 120
+# Every wait for an outcome (wait_until, the sinks' wait_for) may take this
+# many times the timeout a test names: the suite runs sanitized on slow,
+# shared machines, and a longer wait costs nothing when the outcome comes.
+# Quiet periods ("nothing more arrives") are not stretched.
+PATIENCE = float(os.environ.get("JOURNEYD_TEST_PATIENCE") or 3)
 
 
 class HarnessError(AssertionError):
@@ -152,7 +157,8 @@ def tail(path, max_bytes=6000):
 
 def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
     """Polls predicate() until it returns a truthy value, which is returned.
-    Raises HarnessError after timeout seconds."""
+    Raises HarnessError after timeout * PATIENCE seconds."""
+    timeout *= PATIENCE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -207,8 +213,32 @@ def wait_port_file(path, proc, log_path, timeout=10.0, what="process"):
         time.sleep(0.02)
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    """A TCP port free on 127.0.0.1 right now (another process may take it)."""
+    """A TCP port free on 127.0.0.1 right now, for a listener started later.
+    It is chosen below the kernel's ephemeral range, so that no outgoing
+    connection takes it as its local port in the meantime (and a connection
+    to it while nobody listens cannot connect to itself); only another
+    explicit bind could."""
+    low, _ = _ephemeral_range()
+    if low - 1024 >= 10000:
+        rng = secrets.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(10000, low)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -441,7 +471,9 @@ class _Peer:
     def wait_for(self, n, timeout=10.0, where=None):
         """Waits until at least n items (messages, requests) were recorded, or n
         items for which where(item) is true; returns those items, oldest first.
-        Fails (HarnessError) with the count seen after timeout seconds."""
+        Fails (HarnessError) with the count seen after timeout * PATIENCE
+        seconds."""
+        timeout *= PATIENCE
         deadline = time.monotonic() + timeout
         while True:
             items = self._items()

@@ -45,7 +45,7 @@ steps:
   - id: wait_order
     wait_for:
       event: Order Completed
-      timeout: 3s
+      timeout: 1h
       on_event: thanks
       on_timeout: reminder
   - id: reminder
@@ -105,7 +105,7 @@ class Waits(harness.JourneydTestCase):
         self.identify("ada")
         started = time.monotonic()
         self.journeyd.post("/v1/track", {"userId": "ada", "event": "Signed Up"}, key=K)
-        (first,) = self.smtp.wait_for(1)
+        first = self.smtp.wait_for(1)[0]   # the second may be there too on a slow machine
         self.assertEqual(first.msg["Subject"], "Hello Ada")
         mails = self.smtp.wait_for(2, timeout=15)
         self.assertGreaterEqual(time.monotonic() - started, 1.9)
@@ -124,6 +124,15 @@ class Waits(harness.JourneydTestCase):
             "SELECT count(*) FROM runs WHERE status = 'waiting' AND journey_id = 'cart'")
             == [("2",)], 10, what="two waiting carts")
         self.journeyd.post("/v1/track", {"userId": "buyer", "event": "Order Completed"}, key=K)
+        self.smtp.wait_for(1)
+        # The browser's hour is over (made due: a timeout of seconds would
+        # race the buyer's order on a slow machine).
+        left = self.psql("SELECT extract(epoch FROM wake_at - now()) FROM runs"
+                         " WHERE status = 'waiting' AND journey_id = 'cart'")
+        self.assertEqual(len(left), 1)
+        self.assertTrue(3600 - 120 < float(left[0][0]) <= 3600, left)
+        self.psql("UPDATE runs SET wake_at = now() WHERE status = 'waiting'"
+                  " AND journey_id = 'cart'")
         mails = self.smtp.wait_for(2, timeout=15)
         by_rcpt = {m.rcpt_tos[0]: m.msg["Subject"] for m in mails}
         self.assertEqual(by_rcpt, {"buyer@example.com": "Thanks for your order",
@@ -134,13 +143,33 @@ class Waits(harness.JourneydTestCase):
         time.sleep(1)
         self.assertEqual(len(self.smtp.messages()), 2)
 
+
+class KillDuringWait(harness.JourneydTestCase):
+    # An hour's wait, made to fall due by SQL while the daemon is down: with a
+    # wait of seconds, the second mails could be in flight when it is killed,
+    # and a mail between the sink's 250 and the outbox update is sent again
+    # (at least once), which is not what this test is about.
+    journeys = {"follow_up.yaml": FOLLOW_UP.replace("wait: 2s", "wait: 1h")}
+
     def test_kill_9_in_the_middle_of_a_wait_loses_and_duplicates_nothing(self):
         for i in range(5):
-            self.identify(f"k{i}")
+            r = self.journeyd.post("/v1/identify", person(f"k{i}"), key=K)
+            self.assertEqual(r.status, 200, r.body)
             self.journeyd.post("/v1/track", {"userId": f"k{i}", "event": "Signed Up"}, key=K)
         self.smtp.wait_for(5)
+        # Killed while the runs wait, not while a mail is between the sink's
+        # 250 and the outbox row's update.
+        harness.wait_until(lambda: self.psql(
+            "SELECT count(*) FROM outbox WHERE status = 'sent'") == [("5",)], 10,
+            what="five mails recorded as sent")
+        harness.wait_until(lambda: self.psql(
+            "SELECT count(*) FROM runs WHERE status = 'waiting'") == [("5",)], 10,
+            what="five waiting runs")
         self.journeyd.kill9()
-        time.sleep(2.5)   # the waits fall due while nobody runs
+        # The waits fall due while nobody runs.
+        left = self.psql("SELECT extract(epoch FROM wake_at - now()) FROM runs")
+        self.assertTrue(all(3600 - 120 < float(x) <= 3600 for (x,) in left), left)
+        self.psql("UPDATE runs SET wake_at = now() - interval '1 second'")
         self.journeyd.start(migrate=False)
         mails = self.smtp.wait_for(10, timeout=20)
         time.sleep(1.5)
@@ -203,10 +232,23 @@ class Broadcast(harness.JourneydTestCase):
     autostart = False
 
     def test_one_off_broadcast_to_an_audience(self):
-        j = self.new_journeyd(journeys={"promo.yaml": broadcast(iso(4))})
+        # An hour ahead, made due by SQL once the audience is in: a few
+        # seconds ahead would have to cover the start-up and the identifies.
+        at = iso(3600)
+        j = self.new_journeyd(journeys={"promo.yaml": broadcast(at)})
         j.start()
         for user, plan in (("p1", "pro"), ("p2", "free"), ("p3", "pro")):
-            j.post("/v1/identify", person(user, plan=plan), key=K)
+            r = j.post("/v1/identify", person(user, plan=plan), key=K)
+            self.assertEqual(r.status, 200, r.body)
+        harness.wait_until(lambda: self.psql("SELECT count(*) FROM profiles") == [("3",)], 10,
+                           what="three profiles")
+        (due,) = harness.wait_until(lambda: self.psql(
+            "SELECT extract(epoch FROM next_fire_at)::bigint FROM journey_schedules"), 10,
+            what="the schedule")
+        self.assertEqual(int(due[0]), int(datetime.datetime.fromisoformat(
+            at.replace("Z", "+00:00")).timestamp()))
+        self.assertEqual(self.smtp.messages(), [])
+        self.psql("UPDATE journey_schedules SET next_fire_at = now()")
         mails = self.smtp.wait_for(2, timeout=20)
         self.assertEqual(sorted(m.rcpt_tos[0] for m in mails),
                          ["p1@example.com", "p3@example.com"])
@@ -282,7 +324,7 @@ in_flight: {in_flight}
 trigger: {{event: Start}}
 steps:
   - id: pause
-    wait: 3s
+    wait: 1h
   - id: mail
     send: {{connector: email, subject: "{subject}", text: "x"}}
 """
@@ -305,23 +347,32 @@ class LateCommit(harness.JourneydTestCase):
     def test_late_committing_event_is_processed(self):
         self.journeyd.post("/v1/identify", person("lc"), key=K)
         psql = harness.psql_bin()
-        # A transaction inserts an event (taking the lower id) and commits 3 s later.
+        # A transaction inserts an event (taking the lower id) and commits
+        # when the test says so (psql reads its statements from a pipe).
         sql = ("BEGIN; INSERT INTO event_dedup VALUES ('s', 'late', now()); "
                "INSERT INTO events (source, message_id, type, event, user_id, ts, body) "
                "VALUES ('s', 'late', 'track', 'Hello', 'lc', now(), "
                "'{\"type\":\"track\",\"event\":\"Hello\",\"userId\":\"lc\","
-               "\"properties\":{\"n\":1}}'); SELECT pg_sleep(3); COMMIT;")
-        late = subprocess.Popen([psql, "-q", "-d", self.conninfo, "-c", sql],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.addCleanup(late.wait)
-        time.sleep(0.5)
+               "\"properties\":{\"n\":1}}');\n")
+        late = subprocess.Popen([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.conninfo],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE,
+                                env=dict(os.environ, PGAPPNAME="e2e-late-commit"))
+        self.addCleanup(late.kill)
+        late.stdin.write(sql.encode())
+        late.stdin.flush()
+        harness.wait_until(lambda: self.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'e2e-late-commit'"
+            " AND state = 'idle in transaction' AND backend_xid IS NOT NULL") == [("1",)], 10,
+            what="the late transaction's insert")
         # A later event commits first; it waits behind the open transaction
         # (the horizon), and nothing is skipped when that one commits.
         self.journeyd.post("/v1/track", {"userId": "lc", "event": "Hello",
                                          "properties": {"n": 2}}, key=K)
-        time.sleep(1)
+        time.sleep(1.5)
         self.assertEqual(self.smtp.messages(), [])
-        self.assertEqual(late.wait(timeout=20), 0, late.stderr.read())
+        self.assertEqual(late.communicate(b"COMMIT;\n", timeout=20)[1], b"")
+        self.assertEqual(late.returncode, 0)
         mails = self.smtp.wait_for(2, timeout=15)
         self.assertEqual(sorted(m.msg["Subject"] for m in mails), ["Hello 1", "Hello 2"])
         # In log order: the late transaction's event first.
@@ -333,7 +384,9 @@ class LateCommit(harness.JourneydTestCase):
 
 class Versions(harness.JourneydTestCase):
     """Runs in flight finish on the version they started with, across a
-    restart with an edited file, unless the new version says migrate."""
+    restart with an edited file, unless the new version says migrate. (The
+    wait is an hour, made due by SQL after the restart: a wait of seconds
+    could end before a slow stop.)"""
     journeys = {"versioned.yaml": versioned("old version")}
 
     def restart_with(self, text):
@@ -344,6 +397,8 @@ class Versions(harness.JourneydTestCase):
         self.journeyd.stop()
         self.journeyd.write_journey("versioned.yaml", text)
         self.journeyd.start(migrate=False)
+        self.assertEqual(self.smtp.messages(), [])
+        self.psql("UPDATE runs SET wake_at = now() WHERE status = 'waiting'")
         (mail,) = self.smtp.wait_for(1, timeout=15)
         return mail.msg["Subject"]
 

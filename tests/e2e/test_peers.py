@@ -524,7 +524,9 @@ class HarnessJourneydTest(unittest.TestCase):
             j2.close()
 
     def test_not_ready_fails_start_with_log_tail(self):
-        j = self.daemon(env={"STAND_IN_NOT_READY": "1"}, ready_timeout=1.5)
+        # Long enough for the stand-in (Python) to start and write its port
+        # file on a loaded machine: the failure must be "not ready".
+        j = self.daemon(env={"STAND_IN_NOT_READY": "1"}, ready_timeout=3)
         with self.assertRaises(harness.HarnessError) as cm:
             j.start()
         self.assertIn("not ready", str(cm.exception))
