@@ -520,6 +520,12 @@ static void kick_scheduler(void *arg)
         scheduler_kick(app->scheduler);
 }
 
+static double ingest_busy(void *arg)
+{
+    app_t *app = arg;
+    return app->ingest ? ingest_busy_share(app->ingest) : 0.0;
+}
+
 /* The processor and the dispatcher start once the schema is known to be
  * current, so they never run against an outdated database. */
 static void start_workers(app_t *app)
@@ -532,7 +538,9 @@ static void start_workers(app_t *app)
                               .tzdb = app->tzdb,
                               .default_tz = tz_utc(),
                               .on_commit = kick_scheduler,
-                              .on_commit_arg = app};
+                              .on_commit_arg = app,
+                              .ingest_busy = ingest_busy,
+                              .ingest_busy_arg = app};
     app->processor = processor_new(app->base, app->db_processor, &popts);
     app->db_scheduler = db_open(app->base, "scheduler", app->config.db_conninfo);
     scheduler_opts_t sopts = {.batch_size = 500,
@@ -778,7 +786,10 @@ static void collect_db(const db_t *db, void *arg)
 
 static void collect_metrics(void *arg)
 {
+    app_t *app = arg;
     db_foreach(collect_db, arg);
+    if (app->ingest)
+        (void)ingest_busy_share(app->ingest); /* brings journeyd_ingest_busy_ratio up to date */
 }
 
 static void handle_metrics(http_req_t *r, void *arg)

@@ -2,6 +2,7 @@
 #include "journeyd/ingest.h"
 
 #include <event2/event.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,9 +279,14 @@ struct ingest {
      * their clients are back and the next flush starts. */
     unsigned comeback;
     struct bell *bell; /* NULL without opts.doorbell */
+    /* The share of recent time every connection had a flush in flight
+     * (ingest_busy_share), as of busy_at_us, and whether they all do now. */
+    int64_t busy_at_us;
+    double busy_share;
+    bool all_busy;
     bool closing;
     struct event *timer;
-    metric_t *m_events, *m_flushes, *m_flush_seconds, *m_backlog, *m_fallbacks;
+    metric_t *m_events, *m_flushes, *m_flush_seconds, *m_backlog, *m_fallbacks, *m_busy;
 };
 
 static void pump(ingest_t *ing);
@@ -391,6 +397,10 @@ ingest_t *ingest_new(struct event_base *base, db_t *db, const ingest_opts_t *opt
                                       "Flushes written again with INSERT because COPY met a "
                                       "repeated (source, messageId)",
                                       NULL);
+    ing->m_busy = metric_gauge("journeyd_ingest_busy_ratio",
+                               "Share of the recent time (200 ms time constant) during which "
+                               "every ingest connection had a flush in flight",
+                               NULL);
     ing->m_backlog = metric_gauge("journeyd_ingest_backlog_events",
                                   "Events accepted and not yet committed", NULL);
     return ing;
@@ -437,6 +447,32 @@ void ingest_free(ingest_t *ing)
 size_t ingest_backlog(const ingest_t *ing)
 {
     return ing->waiting_events + ing->writing_events;
+}
+
+/* The time constant of ingest_busy_share, an exponentially weighted share
+ * of the time during which every connection had a flush in flight. */
+#define BUSY_TAU_US 200000.0
+
+/* Accounts for the time since the last call (the state was constant over
+ * it); called whenever a flush starts or ends, and when the share is read. */
+static void busy_tick(ingest_t *ing, int64_t now)
+{
+    if (ing->busy_at_us && now > ing->busy_at_us) {
+        double keep = exp(-(double)(now - ing->busy_at_us) / BUSY_TAU_US);
+        ing->busy_share = ing->busy_share * keep + (ing->all_busy ? 1.0 - keep : 0.0);
+    }
+    ing->busy_at_us = now;
+    bool all = ing->n_writers > 0;
+    for (unsigned i = 0; all && i < ing->n_writers; i++)
+        all = ing->writers[i].head != NULL;
+    ing->all_busy = all;
+    metric_set(ing->m_busy, NULL, ing->busy_share);
+}
+
+double ingest_busy_share(ingest_t *ing)
+{
+    busy_tick(ing, clock_mono_us());
+    return ing->busy_share;
 }
 
 static bool any_connected(const ingest_t *ing)
@@ -529,6 +565,7 @@ static void on_flushed(db_t *db, PGresult *res, void *arg)
     ing->comeback = w->n_requests;
     w->head = NULL;
     w->n_events = w->n_requests = 0;
+    busy_tick(ing, clock_mono_us());
     w->rows.len = 0;
     if (w->rows.cap > ROWS_KEEP_BYTES) { /* after a very large request */
         free(w->rows.p);
@@ -757,6 +794,7 @@ static void start_flush(ingest_t *ing, writer_t *w)
         strbuf_add(&w->rows, p->rows, p->rows_len);
         strbuf_add(&keys, p->keys, p->keys_len);
     }
+    busy_tick(ing, w->start_us);
     const char *data[] = {keys.p ? keys.p : "", w->rows.p ? w->rows.p : ""};
     const size_t lens[] = {keys.len, w->rows.len};
     if (!db_copy(w->db, COPY_SQL, 2, data, lens, on_copied, w)) {
@@ -765,6 +803,7 @@ static void start_flush(ingest_t *ing, writer_t *w)
         ing->writing_events -= w->n_events;
         w->head = NULL;
         w->n_events = w->n_requests = 0;
+        busy_tick(ing, clock_mono_us());
         finish_all(head, INGEST_UNAVAILABLE, ing->m_events);
     }
     free(keys.p);

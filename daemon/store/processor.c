@@ -27,6 +27,21 @@
  * back short sets the size back, so a quiet log keeps short batches. */
 #define PROC_BATCH_GROWTH_MAX 8
 
+/* Ingest first during a burst. When the machine cannot both store and
+ * process every event as it arrives, storing wins: a client must never be
+ * refused or kept waiting for work that can be done a little later. So
+ * while the processor is behind (its batches come back full) and ingest is
+ * the bottleneck (every ingest connection had a flush in flight for at
+ * least PROC_YIELD_BUSY of the recent time, ingest_busy_share), it pauses
+ * PROC_YIELD_RATIO times as long as its last batch took before the next:
+ * it keeps about a quarter of the time, in its largest batches. After
+ * PROC_YIELD_MAX_BEHIND_US behind, the load is no burst: it stops pausing,
+ * so under a sustained overload its lag stays bounded. */
+#define PROC_YIELD_BUSY          0.9
+#define PROC_YIELD_RATIO         3
+#define PROC_YIELD_MAX_PAUSE_US  1000000
+#define PROC_YIELD_MAX_BEHIND_US 30000000
+
 /* One processor at a time moves the cursor: a transaction-level advisory
  * lock, which (unlike a row lock) writes nothing, so a look that finds no
  * new event costs no WAL flush. The cursor is read by the next statement,
@@ -79,6 +94,9 @@ struct processor {
     void *stopped_arg;
     struct event *poll;
     struct event *retry;
+    struct event *yield;     /* pending: a pause for ingest (PROC_YIELD_*) runs */
+    int64_t last_batch_us;   /* how long the last batch took */
+    int64_t behind_since_us; /* since when batches come back full; 0: caught up */
     char cursor_txid[32];
     char cursor_id[32];
     unsigned last_batch_rows;
@@ -88,7 +106,7 @@ struct processor {
     char *profile_ids; /* their profiles as an array literal */
     runbatch_t *batch;
     unsigned assign_rounds;
-    metric_t *m_events, *m_batches, *m_sends, *m_errors, *m_batch_seconds;
+    metric_t *m_events, *m_batches, *m_sends, *m_errors, *m_batch_seconds, *m_yields;
 };
 
 static const char *state_name(proc_state_t s)
@@ -176,6 +194,7 @@ static void fail(processor_t *p, const char *what, PGresult *res)
     metric_add(p->m_errors, NULL, 1);
     log_error("processor: %s failed: %s", what, db_error(res));
     p->limit = p->opts.batch_size; /* a large batch must not fail again and again */
+    p->behind_since_us = 0;
     p->kicked = false;
     p->notified = false;
     struct timeval tv = {1, 0};
@@ -204,14 +223,19 @@ static void on_committed(db_t *db, PGresult *res, void *arg)
         if (p->opts.on_commit)
             p->opts.on_commit(p->opts.on_commit_arg);
     }
-    metric_observe(p->m_batch_seconds, NULL, (double)(clock_mono_us() - p->batch_start_us) / 1e6);
+    int64_t now = clock_mono_us();
+    p->last_batch_us = now - p->batch_start_us;
+    metric_observe(p->m_batch_seconds, NULL, (double)p->last_batch_us / 1e6);
     /* A full batch means more may be waiting. */
     if (p->last_batch_rows >= p->limit) {
         p->kicked = true;
         if (p->limit < p->opts.batch_size * PROC_BATCH_GROWTH_MAX)
             p->limit *= 2;
+        if (!p->behind_since_us)
+            p->behind_since_us = now;
     } else {
         p->limit = p->opts.batch_size;
+        p->behind_since_us = 0;
     }
     go_idle(p);
 }
@@ -516,7 +540,48 @@ static void on_begun(db_t *db, PGresult *res, void *arg)
         fail(p, "queueing the cursor lock", NULL);
 }
 
+/* How long to pause before the next batch so that ingest goes first (see
+ * PROC_YIELD_BUSY); 0 for no pause. */
+static int64_t yield_pause_us(processor_t *p)
+{
+    if (!p->opts.ingest_busy || !p->behind_since_us)
+        return 0;
+    if (clock_mono_us() - p->behind_since_us >= PROC_YIELD_MAX_BEHIND_US)
+        return 0;
+    if (p->opts.ingest_busy(p->opts.ingest_busy_arg) < PROC_YIELD_BUSY)
+        return 0;
+    int64_t pause = p->last_batch_us * PROC_YIELD_RATIO;
+    return pause < PROC_YIELD_MAX_PAUSE_US ? pause : PROC_YIELD_MAX_PAUSE_US;
+}
+
+static void begin_batch(processor_t *p);
+
+/* Starts a batch now, or after a pause for ingest (kicked and notified stay
+ * set meanwhile; the pause ends in on_yielded). */
 static void start_batch(processor_t *p)
+{
+    if (evtimer_pending(p->yield, NULL))
+        return;
+    int64_t pause = yield_pause_us(p);
+    if (pause > 0) {
+        metric_add(p->m_yields, NULL, 1);
+        struct timeval tv = {.tv_sec = pause / 1000000, .tv_usec = pause % 1000000};
+        evtimer_add(p->yield, &tv);
+        return;
+    }
+    begin_batch(p);
+}
+
+static void on_yielded(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    processor_t *p = arg;
+    if (p->state == PROC_IDLE && !p->stopping)
+        begin_batch(p);
+}
+
+static void begin_batch(processor_t *p)
 {
     p->kicked = false;
     p->notified = false;
@@ -588,6 +653,7 @@ processor_t *processor_new(struct event_base *base, db_t *db, const processor_op
     p->limit = opts->batch_size;
     p->state = PROC_IDLE;
     p->retry = evtimer_new(base, on_retry, p);
+    p->yield = evtimer_new(base, on_yielded, p);
     p->poll = event_new(base, -1, EV_PERSIST, on_poll, p);
     struct timeval tv = {.tv_sec = opts->poll_ms / 1000, .tv_usec = (opts->poll_ms % 1000) * 1000};
     event_add(p->poll, &tv);
@@ -600,6 +666,10 @@ processor_t *processor_new(struct event_base *base, db_t *db, const processor_op
         metric_counter("journeyd_processor_sends_total", "Messages written to the outbox", NULL);
     p->m_errors = metric_counter("journeyd_processor_errors_total",
                                  "Processor transactions that failed and were retried", NULL);
+    p->m_yields = metric_counter("journeyd_processor_yields_total",
+                                 "Pauses the processor took to leave the CPU to ingest during a "
+                                 "burst",
+                                 NULL);
     p->m_batch_seconds = metric_histogram("journeyd_processor_batch_seconds",
                                           "Duration of one processor transaction", NULL, buckets,
                                           JD_ARRAY_LEN(buckets));
@@ -618,6 +688,7 @@ void processor_stop(processor_t *p, void (*done)(void *arg), void *arg)
     p->stopped_arg = arg;
     event_del(p->poll);
     evtimer_del(p->retry);
+    evtimer_del(p->yield);
     if (p->state == PROC_IDLE) {
         set_state(p, PROC_STOPPED);
         if (done)
@@ -631,6 +702,7 @@ void processor_free(processor_t *p)
         return;
     event_free(p->poll);
     event_free(p->retry);
+    event_free(p->yield);
     end_batch(p);
     free(p->profile_ids);
     free(p);

@@ -85,4 +85,10 @@ JD_WARN_UNUSED ingest_refusal_t ingest_submit(ingest_t *ing, const char *source,
 /* Events waiting or being written. */
 size_t ingest_backlog(const ingest_t *ing);
 
+/* The share (0..1) of the recent time (exponentially weighted, 200 ms time
+ * constant) during which every connection had a flush in flight: near 1
+ * when ingest is the bottleneck, so that work which can wait (the processor
+ * during a burst) leaves it the CPU. */
+double ingest_busy_share(ingest_t *ing);
+
 #endif

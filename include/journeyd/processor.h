@@ -28,6 +28,10 @@ typedef struct processor_opts {
     const tz_t *default_tz;
     void (*on_commit)(void *arg); /* after each batch that committed (wakes the scheduler) */
     void *on_commit_arg;
+    /* ingest_busy_share of the process's ingest, or NULL: while behind
+     * during a burst, the processor pauses between batches for ingest. */
+    double (*ingest_busy)(void *arg);
+    void *ingest_busy_arg;
 } processor_opts_t;
 
 /* db is borrowed (a connection of the processor's own). */

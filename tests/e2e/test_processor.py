@@ -4,6 +4,7 @@ one batch (a later event sees what earlier events of the same batch did)."""
 
 import os
 import subprocess
+import threading
 import time
 import unittest
 
@@ -200,7 +201,45 @@ class Backlog(harness.JourneydTestCase):
         # Four batches with events, perhaps a look that finds nothing new:
         # twelve batches of 500 cannot fit.
         self.assertLessEqual(metric(self, "journeyd_processor_batches_total") - batches0, 6)
+        # Ingest was idle meanwhile: the processor never paused for it.
+        self.assertEqual(metric(self, "journeyd_processor_yields_total"), 0)
         self.assertEqual(self.psql("SELECT count(*) FROM identities")[0][0], "700")
+
+
+class IngestFirst(harness.JourneydTestCase):
+    # One ingest connection, so one blocked flush makes ingest the bottleneck.
+    config_extra = {"ingest": {"connections": 1}}
+
+    def test_processor_pauses_while_ingest_is_the_bottleneck(self):
+        release_processor = hold(self, PROCESSOR_LOCK, "test_release_processor")
+        post_backlog(self, 40)
+        # Ingest's next flush waits for this lock: its only connection stays
+        # busy, as under a burst it cannot keep up with.
+        release_ingest = hold(self, "LOCK TABLE event_dedup IN SHARE MODE", "test_release_ingest")
+        answer = {}
+        late = threading.Thread(target=lambda: answer.update(r=self.journeyd.post(
+            "/v1/track", {"userId": "late", "event": "Hit"}, key=K, timeout=120)))
+        late.start()
+        self.addCleanup(late.join)
+        harness.wait_until(
+            lambda: self.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
+                              " 'Lock' AND query LIKE 'COPY event_dedup%'")[0][0] == "1",
+            10, what="the ingest flush waiting")
+        # ingest_busy_share passes 0.99 after 5 time constants (200 ms).
+        harness.wait_until(lambda: metric(self, "journeyd_ingest_busy_ratio") >= 0.99, 10,
+                           what="ingest busy", interval=0.05)
+        release_processor()
+        # Behind (full batches) while ingest is the bottleneck: it pauses
+        # between batches, and still moves on.
+        harness.wait_until(lambda: metric(self, "journeyd_processor_yields_total") >= 1, 20,
+                           what="a pause for ingest")
+        harness.wait_until(lambda: processed(self) >= 1000, 30, what="progress while pausing")
+        self.assertNotIn("r", answer)  # the late request still waits for its commit
+        release_ingest()
+        late.join(timeout=60)
+        self.assertEqual(answer["r"].status, 200, answer["r"].body)
+        harness.wait_until(lambda: processed(self) >= 4001, 60, what="every event processed")
+        self.assertEqual(self.psql("SELECT count(*) FROM identities")[0][0], "701")
 
 
 if __name__ == "__main__":
