@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "journeyd/clock.h"
+#include "journeyd/idarray.h"
 #include "journeyd/log.h"
 #include "journeyd/metrics.h"
 #include "journeyd/runbatch.h"
@@ -467,19 +468,9 @@ static void on_fetched(db_t *db, PGresult *res, void *arg)
     for (int i = 0; i < rows; i++)
         if (!PQgetisnull(res, i, 3))
             ids[n++] = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-    qsort(ids, n, sizeof(*ids), cmp_id);
-    size_t distinct = 0;
-    for (size_t i = 0; i < n; i++)
-        if (distinct == 0 || ids[distinct - 1] != ids[i])
-            ids[distinct++] = ids[i];
-    size_t cap = distinct * 21 + 3, len = 0;
+    size_t distinct = idarray_unique(ids, n);
     free(p->profile_ids);
-    p->profile_ids = jd_xmalloc(cap);
-    p->profile_ids[len++] = '{';
-    for (size_t i = 0; i < distinct; i++)
-        len += (size_t)snprintf(p->profile_ids + len, cap - len, "%s%lld", i ? "," : "",
-                                (long long)ids[i]);
-    snprintf(p->profile_ids + len, cap - len, "}");
+    p->profile_ids = idarray_format(ids, distinct);
     bool *seen = jd_xcalloc(distinct + 1, sizeof(*seen));
     for (int i = 0; i < rows; i++) {
         if (PQgetisnull(res, i, 3))

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "journeyd/idarray.h"
 #include "journeyd/log.h"
 #include "journeyd/metrics.h"
 #include "journeyd/xmalloc.h"
@@ -535,18 +536,8 @@ void runbatch_load_stats(runbatch_t *rb, PGresult *res)
         s->active = (unsigned)field_i64(res, row, 2);
         s->last_ms = field_i64(res, row, 3);
         /* recent: a PostgreSQL array literal "{1,2,3}" */
-        const char *p = PQgetisnull(res, row, 4) ? "" : PQgetvalue(res, row, 4);
-        while (*p) {
-            if (*p >= '0' && *p <= '9') {
-                char *end;
-                int64_t v = strtoll(p, &end, 10);
-                s->recent = jd_xrealloc(s->recent, (s->n_recent + 1) * sizeof(*s->recent));
-                s->recent[s->n_recent++] = v;
-                p = end;
-            } else {
-                p++;
-            }
-        }
+        idarray_parse(PQgetisnull(res, row, 4) ? NULL : PQgetvalue(res, row, 4), &s->recent,
+                      &s->n_recent);
     }
 }
 

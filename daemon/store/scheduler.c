@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "journeyd/clock.h"
+#include "journeyd/idarray.h"
 #include "journeyd/log.h"
 #include "journeyd/metrics.h"
 #include "journeyd/runbatch.h"
@@ -372,12 +373,11 @@ static void on_claimed(db_t *db, PGresult *res, void *arg)
         return;
     }
     /* The claimed runs' profiles, for the facts query. */
-    size_t cap = (size_t)rows * 21 + 3, len = 0;
-    char *ids = jd_xmalloc(cap);
-    ids[len++] = '{';
+    int64_t *profiles = jd_xmalloc(((size_t)rows + 1) * sizeof(*profiles));
     for (int i = 0; i < rows; i++)
-        len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "", PQgetvalue(res, i, 3));
-    snprintf(ids + len, cap - len, "}");
+        profiles[i] = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+    char *ids = idarray_format(profiles, idarray_unique(profiles, (size_t)rows));
+    free(profiles);
     const char *params[] = {ids};
     set_state(s, SCHED_FACTS);
     bool queued = db_query(s->db, RUNBATCH_FACTS_SQL, 1, params, on_facts, s);

@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "journeyd/clock.h"
+#include "journeyd/idarray.h"
 #include "journeyd/log.h"
 #include "journeyd/metrics.h"
-#include "journeyd/strbuf.h"
 #include "journeyd/xmalloc.h"
 
 /* Definitions: every segment of the set is written; a changed condition
@@ -504,35 +504,20 @@ static void on_applied(db_t *db, PGresult *res, void *arg)
 
 typedef struct ids {
     int64_t *v;
-    size_t n, cap;
+    size_t n;
+    const json_t *by_name;
 } ids_t;
-
-static void ids_add(ids_t *ids, int64_t id)
-{
-    if (ids->n == ids->cap) {
-        ids->cap = ids->cap ? ids->cap * 2 : 64;
-        ids->v = jd_xrealloc(ids->v, ids->cap * sizeof(*ids->v));
-    }
-    ids->v[ids->n++] = id;
-}
 
 static void add_name_ids(void *arg, const char *name)
 {
-    void **ctx = arg; /* {ids, by_name} */
-    json_t *list = json_object_get(ctx[1], name);
+    ids_t *ids = arg;
     size_t i;
     json_t *v;
-    json_array_foreach(list, i, v)
+    json_array_foreach(json_object_get(ids->by_name, name), i, v)
     {
-        if (json_is_integer(v))
-            ids_add(ctx[0], (int64_t)json_integer_value(v));
+        ids->v = jd_xrealloc(ids->v, (ids->n + 1) * sizeof(*ids->v));
+        ids->v[ids->n++] = (int64_t)json_integer_value(v);
     }
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
 }
 
 /* The profiles seg must be evaluated again for, as an array literal
@@ -542,34 +527,12 @@ static char *relevant_ids(const segments_t *s, const segment_t *seg)
 {
     if (cond_needs(seg->where) != COND_NEEDS_AGGREGATES)
         return jd_xstrdup(s->profile_ids);
-    ids_t ids = {0};
-    for (const char *p = s->merge_ids + 1; *p && *p != '}';) { /* "{1,2,3}" */
-        char *end;
-        long long v = strtoll(p, &end, 10);
-        if (end == p)
-            break;
-        ids_add(&ids, v);
-        p = *end == ',' ? end + 1 : end;
-    }
-    void *ctx[] = {&ids, s->by_name};
-    cond_foreach_event_name(seg->where, add_name_ids, ctx);
-    if (ids.n == 0) {
-        free(ids.v);
-        return NULL;
-    }
-    qsort(ids.v, ids.n, sizeof(*ids.v), cmp_i64);
-    strbuf_t b = {0};
-    strbuf_chr(&b, '{');
-    for (size_t i = 0; i < ids.n; i++) {
-        if (i && ids.v[i] == ids.v[i - 1])
-            continue;
-        char num[24];
-        int n = snprintf(num, sizeof(num), "%s%lld", b.len > 1 ? "," : "", (long long)ids.v[i]);
-        strbuf_add(&b, num, (size_t)n);
-    }
-    strbuf_chr(&b, '}');
+    ids_t ids = {.by_name = s->by_name};
+    idarray_parse(s->merge_ids, &ids.v, &ids.n);
+    cond_foreach_event_name(seg->where, add_name_ids, &ids);
+    char *lit = ids.n ? idarray_format(ids.v, idarray_unique(ids.v, ids.n)) : NULL;
     free(ids.v);
-    return b.p;
+    return lit;
 }
 
 /* Segments in dependency order (segment_set_check), so one that reads
