@@ -171,14 +171,8 @@ done:
 static void handle_status(http_req_t *r, void *arg)
 {
     erasure_api_t *api = arg;
-    if (!journeys_api_has_key(api->keys, KEY_READ, r) &&
-        !journeys_api_has_key(api->keys, KEY_ADMIN, r)) {
-        bool write = journeys_api_has_key(api->keys, KEY_WRITE, r);
-        http_reply_error(r, 401, "unauthorized", "%s",
-                         write ? "a write key cannot read: use a read key or an admin key"
-                               : "unauthorized: a read key or an admin key is required");
+    if (!query_api_authorised(api->keys, r))
         return;
-    }
     const char *id = http_req_tail(r);
     if (!query_valid_id(id)) {
         reply_bad_id(r, "an erasure", id);

@@ -12,6 +12,7 @@
 
 #include "journeyd/journeys_api.h"
 #include "journeyd/log.h"
+#include "journeyd/query_api.h"
 #include "journeyd/segment.h"
 #include "journeyd/strbuf.h"
 #include "journeyd/xmalloc.h"
@@ -435,23 +436,11 @@ static char *page_sql(const export_t *ex)
 }
 
 /* A read or admin key; else answers 401 and returns false. */
-static bool authorised(export_api_t *api, http_req_t *r)
-{
-    bool ok = journeys_api_has_key(api->keys, KEY_READ, r) ||
-              journeys_api_has_key(api->keys, KEY_ADMIN, r);
-    bool write = !ok && journeys_api_has_key(api->keys, KEY_WRITE, r);
-    if (!ok)
-        http_reply_error(r, 401, "unauthorized", "%s",
-                         write ? "a write key cannot read: use a read key or an admin key"
-                               : "unauthorized: a read key or an admin key is required");
-    return ok;
-}
-
 /* GET /v1/segments/{id}/export */
 static void handle_export(http_req_t *r, void *arg)
 {
     export_api_t *api = arg;
-    if (!authorised(api, r))
+    if (!query_api_authorised(api->keys, r))
         return;
     const char *id = http_req_tail(r);
     if (strlen(id) > SEGMENT_ID_MAX || !segment_valid_id(id)) {
@@ -459,17 +448,9 @@ static void handle_export(http_req_t *r, void *arg)
             r, "id", "id: '%.64s' is not a segment id (1-64 letters, digits, '_' or '-')", id);
         return;
     }
-    const char *qs = http_req_query(r);
-    if (qs && strlen(qs) > 8192) {
-        http_reply_invalid(r, "query", "%s", "the query string is longer than 8192 bytes");
-        return;
-    }
     struct evkeyvalq q;
-    q.tqh_first = NULL; /* an empty queue (what TAILQ_INIT does) */
-    q.tqh_last = &q.tqh_first;
-    if (qs && evhttp_parse_query_str(qs, &q) != 0) {
+    if (!query_api_parse_query(r, &q)) {
         evhttp_clear_headers(&q);
-        http_reply_invalid(r, "query", "%s", "the query string is malformed");
         return;
     }
     export_t *ex = jd_xcalloc(1, sizeof(*ex));

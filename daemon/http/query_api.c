@@ -212,22 +212,27 @@ typedef struct params {
     bool parsed;
 } params_t;
 
-/* Parses the query string; false (answered 400) when malformed. */
-static bool params_parse(http_req_t *r, params_t *p)
+bool query_api_parse_query(http_req_t *r, struct evkeyvalq *q)
 {
-    p->q.tqh_first = NULL; /* an empty queue (what TAILQ_INIT does) */
-    p->q.tqh_last = &p->q.tqh_first;
-    p->parsed = true;
+    q->tqh_first = NULL; /* an empty queue (what TAILQ_INIT does) */
+    q->tqh_last = &q->tqh_first;
     const char *qs = http_req_query(r);
     if (qs && strlen(qs) > 8192) {
         http_reply_invalid(r, "query", "%s", "the query string is longer than 8192 bytes");
         return false;
     }
-    if (qs && evhttp_parse_query_str(qs, &p->q) != 0) {
+    if (qs && evhttp_parse_query_str(qs, q) != 0) {
         http_reply_invalid(r, "query", "%s", "the query string is malformed");
         return false;
     }
     return true;
+}
+
+/* Parses the query string; false (answered 400) when malformed. */
+static bool params_parse(http_req_t *r, params_t *p)
+{
+    p->parsed = true;
+    return query_api_parse_query(r, &p->q);
 }
 
 static void params_free(params_t *p)

@@ -41,6 +41,12 @@ void query_api_free(query_api_t *api);
  * says so when the key is a write key) and returns false, r then freed. */
 JD_WARN_UNUSED bool query_api_authorised(const keyring_t *keys, http_req_t *r);
 
+struct evkeyvalq;
+/* Parses r's query string (at most 8192 bytes) into q, which it first makes
+ * an empty queue; false when too long or malformed (answered 400, field
+ * "query", r then freed). Clear q with evhttp_clear_headers either way. */
+JD_WARN_UNUSED bool query_api_parse_query(http_req_t *r, struct evkeyvalq *q);
+
 /* Whether s is a row id as the API takes them (profiles, erasures): a
  * positive whole number of at most 18 digits without a leading zero. */
 bool query_valid_id(const char *s);

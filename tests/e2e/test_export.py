@@ -176,6 +176,9 @@ class Contents(ExportCase):
         self.assertEqual(r.json["error"], "not_found")
         self.assertIsNone(r.headers["Transfer-Encoding"])
         self.bad("/v1/segments/vip/export?format=xml", "format")
+        # The query string itself (the parser the query API shares).
+        self.bad("/v1/segments/vip/export?format", "query")
+        self.bad("/v1/segments/vip/export?format=csv&x=" + "y" * 8200, "query")
         self.bad("/v1/segments/vip/export?format=", "format")
         self.bad("/v1/segments/vip/export?traits=", "traits")
         self.bad("/v1/segments/vip/export?traits=a,,b", "traits")
