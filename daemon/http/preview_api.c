@@ -171,10 +171,12 @@ static void reply_bad(http_req_t *r, const char *error, const char *field, const
     reply_problems(r, error, json_pack("[{s:s, s:s}]", "field", field, "message", message));
 }
 
-/* Compiles `where` into a SQL expression over profiles p whose literals are
- * $2, $3, ... (appended to *params). False when answered 400. */
-static bool compile_where(http_req_t *r, const json_t *where, int64_t now_ms, char **expr,
-                          char ***params, size_t *n_params)
+/* Compiles `where` into the set-based SQL form (cond_to_sql_range) over the
+ * profiles p with $2 <= id < $3, whose literals are $4, $5, ... (appended
+ * to *params): each `event:` aggregate reads its window's events once for
+ * every profile, as a full evaluation does. False when answered 400. */
+static bool compile_where(http_req_t *r, const json_t *where, int64_t now_ms,
+                          cond_sql_range_t *form, char ***params, size_t *n_params)
 {
     paths_t p = {0};
     diag_t d = {0};
@@ -195,8 +197,8 @@ static bool compile_where(http_req_t *r, const json_t *where, int64_t now_ms, ch
                   "event: {where: ...}");
         goto done;
     }
-    int next = 2;
-    if (c && !cond_to_sql(c, NULL, now_ms, expr, params, n_params, &next, &d)) {
+    int next = 4;
+    if (c && !cond_to_sql_range(c, now_ms, 2, 3, form, params, n_params, &next, &d)) {
         cond_free(c);
         c = NULL;
     }
@@ -274,8 +276,8 @@ static void on_selected(db_t *db, PGresult *res, void *arg)
 
 /* Queues the four statements; answers 503 at once when the SELECT could not
  * be queued. */
-static void start(preview_api_t *api, http_req_t *r, int timeout_ms, int sample, const char *expr,
-                  char **params, size_t n_params)
+static void start(preview_api_t *api, http_req_t *r, int timeout_ms, int sample,
+                  const cond_sql_range_t *form, char **params, size_t n_params)
 {
     preview_t *pv = jd_xcalloc(1, sizeof(*pv));
     pv->api = api;
@@ -285,26 +287,36 @@ static void start(preview_api_t *api, http_req_t *r, int timeout_ms, int sample,
     pv->refs = 1; /* ours, until everything is queued */
     api->in_flight++;
 
+    /* The CTEs of the form (each followed by ", ") open the statement; the
+     * count and the sample share them (PostgreSQL computes each once). */
+    size_t with_len = strlen(form->with);
+    if (with_len >= 2 && !strcmp(form->with + with_len - 2, ", "))
+        with_len -= 2;
     char *sql = jd_xasprintf(
-        "SELECT (SELECT count(*) FROM profiles p WHERE p.merged_into IS NULL AND (%s)),"
+        "%s%.*s SELECT (SELECT count(*) FROM profiles p%s WHERE p.id >= $2::bigint"
+        "  AND p.id < $3::bigint AND p.merged_into IS NULL AND (%s)),"
         " (SELECT coalesce(jsonb_agg(jsonb_build_object('profile_id', s.id, 'traits', s.traits)"
-        "  ORDER BY s.id), '[]') FROM (SELECT p.id, p.traits FROM profiles p"
-        "  WHERE p.merged_into IS NULL AND (%s) ORDER BY p.id LIMIT $1::int) s)::text",
-        expr, expr);
+        "  ORDER BY s.id), '[]') FROM (SELECT p.id, p.traits FROM profiles p%s"
+        "  WHERE p.id >= $2::bigint AND p.id < $3::bigint AND p.merged_into IS NULL AND (%s)"
+        "  ORDER BY p.id LIMIT $1::int) s)::text",
+        with_len ? "WITH " : "", (int)with_len, form->with, form->joins, form->expr, form->joins,
+        form->expr);
     char timeout_s[16], sample_s[16];
     snprintf(timeout_s, sizeof(timeout_s), "%d", timeout_ms);
     snprintf(sample_s, sizeof(sample_s), "%d", sample);
-    const char **all = jd_xcalloc(1 + n_params, sizeof(*all));
+    const char **all = jd_xcalloc(3 + n_params, sizeof(*all));
     all[0] = sample_s;
+    all[1] = "0";                   /* every profile: ids from 0 */
+    all[2] = "9223372036854775807"; /* to the largest bigint */
     for (size_t i = 0; i < n_params; i++)
-        all[1 + i] = params[i];
+        all[3 + i] = params[i];
     const char *tparams[] = {timeout_s};
 
     if (db_query(api->db, BEGIN_SQL, 0, NULL, on_step, pv)) {
         pv->refs++;
         if (db_query(api->db, TIMEOUT_SQL, 1, tparams, on_step, pv)) {
             pv->refs++;
-            if (db_query(api->db, sql, (int)(1 + n_params), all, on_selected, pv))
+            if (db_query(api->db, sql, (int)(3 + n_params), all, on_selected, pv))
                 pv->refs++;
         }
         /* Ends the transaction whatever came before (after an error it
@@ -353,7 +365,8 @@ static void handle(http_req_t *r, void *arg)
     }
     json_error_t jerr;
     json_t *body = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
-    char *expr = NULL, **params = NULL;
+    cond_sql_range_t form = {0};
+    char **params = NULL;
     size_t n_params = 0;
     if (!body || !json_is_object(body)) {
         char *msg = body
@@ -384,7 +397,7 @@ static void handle(http_req_t *r, void *arg)
                   "where: the condition is required (docs/conditions.md)");
         goto done;
     }
-    if (!compile_where(r, where, clock_wall_ms(), &expr, &params, &n_params))
+    if (!compile_where(r, where, clock_wall_ms(), &form, &params, &n_params))
         goto done;
     if (api->in_flight >= PREVIEW_MAX_IN_FLIGHT) {
         http_req_set_header(r, "Retry-After", "1");
@@ -392,12 +405,12 @@ static void handle(http_req_t *r, void *arg)
                          PREVIEW_MAX_IN_FLIGHT);
         goto done;
     }
-    start(api, r, timeout_ms, sample, expr, params, n_params);
+    start(api, r, timeout_ms, sample, &form, params, n_params);
 done:
     for (size_t i = 0; i < n_params; i++)
         free(params[i]);
     free(params);
-    free(expr);
+    cond_sql_range_free(&form);
     json_decref(body);
 }
 

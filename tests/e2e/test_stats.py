@@ -367,6 +367,29 @@ class Preview(StatsCase):
         self.assertEqual(sorted(s["profile_id"] for s in r.json["sample"]),
                          sorted([self.ids["a"], self.ids["c"]]))
 
+    def test_event_condition_of_a_merged_profile(self):
+        # A visitor views a page anonymously, identifies, views another: one
+        # profile with two views, each counted once (the set-based form joins
+        # the events to both ids of the profile).
+        send_ok(self.journeyd, "track", {"anonymousId": "anon-d", "event": "Page Viewed"})
+        send_ok(self.journeyd, "identify", {"userId": "d", "anonymousId": "anon-d",
+                                            "traits": {"plan": "team"}})
+        send_ok(self.journeyd, "track", {"userId": "d", "anonymousId": "anon-d",
+                                         "event": "Page Viewed"})
+        harness.wait_until(lambda: self.psql(
+            "SELECT count(DISTINCT profile_id), count(*) FROM identities"
+            " WHERE value IN ('d', 'anon-d')") == [("1", "2")], 10, what="the merge")
+        d = int(self.psql("SELECT profile_id FROM identities WHERE value = 'd'")[0][0])
+        where = {"all": [{"trait": "plan", "eq": "team"},
+                         {"event": {"name": "Page Viewed", "within": "1d"}, "count_gte": 2}]}
+        r = self.preview({"where": where})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual((r.json["count"], [s["profile_id"] for s in r.json["sample"]]),
+                         (1, [d]))
+        where["all"][1]["count_gte"] = 3
+        r = self.preview({"where": where})
+        self.assertEqual((r.status, r.json["count"]), (200, 0), r.body)
+
     def test_bad_conditions_name_their_path(self):
         cases = [
             ({"where": {"all": [{"trait": "plan", "eq": "pro"}, {"trait": "n", "gt": True}]}},
