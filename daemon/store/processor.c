@@ -21,6 +21,18 @@
  * NOTIFY (db_set_notify_delay). */
 #define PROC_NOTIFY_DELAY_MS 4
 
+/* ... and up to this long while ingest is busy. Each batch repeats a fixed
+ * amount of work (seven statements and a WAL flush at its COMMIT), which
+ * under a steady stream of single-event requests costs more CPU than the
+ * events themselves when a batch comes every 4 ms with a few events in it;
+ * when the CPU is short, that is taken from ingest. So after each batch
+ * the delay follows ingest_busy_share, linearly from PROC_NOTIFY_DELAY_MS
+ * (ingest idle) to PROC_NOTIFY_DELAY_BUSY_MS (every ingest connection busy
+ * all the time): fewer, larger batches exactly when the CPU is contended,
+ * at most 21 ms more from an event to its journeys then, and no change for
+ * a quiet or lightly loaded daemon. Measured in docs/benchmarks.md. */
+#define PROC_NOTIFY_DELAY_BUSY_MS 25
+
 /* While a backlog lasts (each batch comes back full), every batch takes
  * twice as many events as the one before, up to this many times the
  * configured size: the work each batch repeats (seven statements, a WAL
@@ -108,6 +120,7 @@ struct processor {
     runbatch_t *batch;
     unsigned assign_rounds;
     metric_t *m_events, *m_batches, *m_sends, *m_errors, *m_batch_seconds, *m_yields;
+    metric_t *m_wake_delay;
 };
 
 static const char *state_name(proc_state_t s)
@@ -208,6 +221,22 @@ static void fail(processor_t *p, const char *what, PGresult *res)
     go_idle(p);
 }
 
+/* The wake-up delay for the next batches (PROC_NOTIFY_DELAY_BUSY_MS). */
+static void adapt_wake_delay(processor_t *p)
+{
+    if (!p->opts.ingest_busy)
+        return;
+    double share = p->opts.ingest_busy(p->opts.ingest_busy_arg);
+    if (share < 0)
+        share = 0;
+    if (share > 1)
+        share = 1;
+    int ms = PROC_NOTIFY_DELAY_MS +
+             (int)((PROC_NOTIFY_DELAY_BUSY_MS - PROC_NOTIFY_DELAY_MS) * share + 0.5);
+    db_set_notify_delay(p->db, ms);
+    metric_set(p->m_wake_delay, NULL, ms / 1000.0);
+}
+
 static void on_committed(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
@@ -226,6 +255,7 @@ static void on_committed(db_t *db, PGresult *res, void *arg)
     }
     int64_t now = clock_mono_us();
     p->last_batch_us = now - p->batch_start_us;
+    adapt_wake_delay(p);
     metric_observe(p->m_batch_seconds, NULL, (double)p->last_batch_us / 1e6);
     /* A full batch means more may be waiting. */
     if (p->last_batch_rows >= p->limit) {
@@ -661,6 +691,11 @@ processor_t *processor_new(struct event_base *base, db_t *db, const processor_op
                                  "Pauses the processor took to leave the CPU to ingest during a "
                                  "burst",
                                  NULL);
+    p->m_wake_delay = metric_gauge("journeyd_processor_wake_delay_seconds",
+                                   "How long the processor waits after a NOTIFY before its "
+                                   "batch (longer while ingest is busy)",
+                                   NULL);
+    metric_set(p->m_wake_delay, NULL, PROC_NOTIFY_DELAY_MS / 1000.0);
     p->m_batch_seconds = metric_histogram("journeyd_processor_batch_seconds",
                                           "Duration of one processor transaction", NULL, buckets,
                                           JD_ARRAY_LEN(buckets));

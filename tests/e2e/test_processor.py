@@ -234,12 +234,23 @@ class IngestFirst(harness.JourneydTestCase):
         harness.wait_until(lambda: metric(self, "journeyd_processor_yields_total") >= 1, 20,
                            what="a pause for ingest")
         harness.wait_until(lambda: processed(self) >= 1000, 30, what="progress while pausing")
+        # Batches that ended while ingest was busy: the longest wake-up delay.
+        self.assertAlmostEqual(metric(self, "journeyd_processor_wake_delay_seconds"), 0.025,
+                               delta=0.0015)
         self.assertNotIn("r", answer)  # the late request still waits for its commit
         release_ingest()
         late.join(timeout=60)
         self.assertEqual(answer["r"].status, 200, answer["r"].body)
         harness.wait_until(lambda: processed(self) >= 4001, 60, what="every event processed")
         self.assertEqual(self.psql("SELECT count(*) FROM identities")[0][0], "701")
+        # Ingest idle again: the next batch sets the shortest delay back.
+        harness.wait_until(lambda: metric(self, "journeyd_ingest_busy_ratio") < 0.02, 20,
+                           what="ingest idle", interval=0.05)
+        self.assertEqual(self.journeyd.post("/v1/track", {"userId": "after", "event": "Hit"},
+                                            key=K).status, 200)
+        harness.wait_until(lambda: processed(self) >= 4002, 30, what="the last event processed")
+        self.assertAlmostEqual(metric(self, "journeyd_processor_wake_delay_seconds"), 0.004,
+                               delta=0.0015)
 
 
 if __name__ == "__main__":
