@@ -37,9 +37,11 @@ CAROL = {"email": "carol@example.com", "plan": "free"}
 
 # ?traits= values both the members and the export route refuse (URL-encoded):
 # empty, an empty name (between commas, first or last), a quote, a backslash, a
-# line break, DEL, bytes that are not UTF-8, a name twice, 65 names, a name
-# (and a list) longer than 1024 bytes.
+# line break, DEL, bytes that are not UTF-8, a name twice (also one whose
+# quote in the message is cut inside a character), 65 names, a name (and a
+# list) longer than 1024 bytes.
 BAD_TRAITS = ["", "a,,b", "a,", ",a", "a%22b", "a%5Cb", "a%0Ab", "a%7Fb", "a%FFb", "a,b,a",
+              ",".join(["a" + "%C3%A9" * 40] * 2),
               ",".join(f"t{i}" for i in range(65)), "x" * 1025,
               ",".join(f"{i:02d}" + "y" * 98 for i in range(11))]
 
