@@ -804,10 +804,8 @@ static void handle_metrics(http_req_t *r, void *arg)
 static void handle_reload(http_req_t *r, void *arg)
 {
     app_t *app = arg;
-    if (!journeys_api_has_key(app->keys, KEY_ADMIN, r)) {
-        http_reply_error(r, 401, "unauthorized", "unauthorized");
+    if (!journeys_api_admin_authorised(app->keys, r, "reload"))
         return;
-    }
     diag_t d = {0};
     if (!reload_journeys(app, "HTTP", &d)) {
         json_t *errors = json_array();

@@ -129,15 +129,8 @@ done:
 static void handle_erase(http_req_t *r, void *arg)
 {
     erasure_api_t *api = arg;
-    if (!journeys_api_has_key(api->keys, KEY_ADMIN, r)) {
-        bool read = journeys_api_has_key(api->keys, KEY_READ, r);
-        bool write = !read && journeys_api_has_key(api->keys, KEY_WRITE, r);
-        http_reply_error(r, 401, "unauthorized", "%s",
-                         read    ? "a read key cannot erase: use an admin key"
-                         : write ? "a write key cannot erase: use an admin key"
-                                 : "unauthorized: an admin key is required");
+    if (!journeys_api_admin_authorised(api->keys, r, "erase"))
         return;
-    }
     const char *id = http_req_tail(r);
     if (!query_valid_id(id)) {
         reply_bad_id(r, "a profile", id);

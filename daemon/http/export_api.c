@@ -3,7 +3,6 @@
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,14 +16,12 @@
 #include "journeyd/strbuf.h"
 #include "journeyd/xmalloc.h"
 
-#define EXPORT_MAX_TRAITS   64      /* names in ?traits= */
-#define EXPORT_MAX_TRAITS_Q 1024    /* bytes of ?traits= */
-#define EXPORT_MAX_RUNNING  32      /* exports at once; more get 503 */
-#define EXPORT_HIGH_WATER   1048576 /* read the next page only below this queued */
-#define EXPORT_PAGE_BYTES   524288  /* the output a page aims at */
-#define EXPORT_PAGE_FIRST   1000    /* rows of the first page */
-#define EXPORT_PAGE_MIN     10
-#define EXPORT_PAGE_MAX     10000
+#define EXPORT_MAX_RUNNING 32      /* exports at once; more get 503 */
+#define EXPORT_HIGH_WATER  1048576 /* read the next page only below this queued */
+#define EXPORT_PAGE_BYTES  524288  /* the output a page aims at */
+#define EXPORT_PAGE_FIRST  1000    /* rows of the first page */
+#define EXPORT_PAGE_MIN    10
+#define EXPORT_PAGE_MAX    10000
 
 typedef enum export_format { FORMAT_NDJSON, FORMAT_CSV } export_format_t;
 
@@ -55,13 +52,12 @@ struct export
     export_format_t format;
     bool gone; /* the client went away */
     char id[SEGMENT_ID_MAX + 1];
-    char **traits; /* the names of ?traits=, or NULL: all */
-    size_t n_traits;
-    char **json_keys; /* NDJSON: "name": for each trait */
-    char *sql;        /* the page query */
-    long long after;  /* the last profile id sent */
-    int page_rows;    /* the next page's */
-    int requested;    /* the page in flight's */
+    query_traits_t traits; /* the names of ?traits=; none: every trait */
+    char **json_keys;      /* NDJSON: "name": for each trait */
+    char *sql;             /* the page query */
+    long long after;       /* the last profile id sent */
+    int page_rows;         /* the next page's */
+    int requested;         /* the page in flight's */
     unsigned long long rows;
     strbuf_t out;
 };
@@ -117,12 +113,10 @@ static void export_free(export_t *ex)
     if (ex->next)
         ex->next->prev = ex->prev;
     api->n_running--;
-    for (size_t i = 0; i < ex->n_traits; i++) {
-        free(ex->traits[i]);
+    for (size_t i = 0; i < ex->traits.count; i++)
         free(ex->json_keys[i]);
-    }
-    free(ex->traits);
     free(ex->json_keys);
+    query_traits_free(&ex->traits);
     free(ex->sql);
     free(ex->out.p);
     free(ex);
@@ -152,7 +146,7 @@ static void on_drained(http_req_t *r, void *arg);
 static void fetch_page(export_t *ex)
 {
     export_enter(ex, EXPORT_FETCHING);
-    const char *values[3 + EXPORT_MAX_TRAITS];
+    const char *values[3 + QUERY_TRAITS_MAX];
     char after_s[24], limit_s[16];
     snprintf(after_s, sizeof(after_s), "%lld", ex->after);
     ex->requested = ex->page_rows;
@@ -160,9 +154,9 @@ static void fetch_page(export_t *ex)
     values[0] = ex->id;
     values[1] = after_s;
     values[2] = limit_s;
-    for (size_t i = 0; i < ex->n_traits; i++)
-        values[3 + i] = ex->traits[i];
-    if (!db_query(ex->api->db, ex->sql, 3 + (int)ex->n_traits, values, on_page, ex))
+    for (size_t i = 0; i < ex->traits.count; i++)
+        values[3 + i] = ex->traits.names[i];
+    if (!db_query(ex->api->db, ex->sql, 3 + (int)ex->traits.count, values, on_page, ex))
         export_finish(ex, FINISH_ABORT, "the database is unavailable");
 }
 
@@ -170,7 +164,7 @@ static void fetch_page(export_t *ex)
 static void format_page(export_t *ex, const PGresult *res)
 {
     int n = PQntuples(res);
-    bool all = ex->traits == NULL;
+    bool all = ex->traits.count == 0;
     for (int row = 0; row < n; row++) {
         const char *id = PQgetvalue(res, row, 0);
         const char *since = PQgetvalue(res, row, 1);
@@ -185,7 +179,7 @@ static void format_page(export_t *ex, const PGresult *res)
             } else {
                 bool first = true;
                 strbuf_add(&ex->out, "{", 1);
-                for (size_t t = 0; t < ex->n_traits; t++) {
+                for (size_t t = 0; t < ex->traits.count; t++) {
                     int col = 2 + (int)t;
                     if (PQgetisnull(res, row, col))
                         continue; /* the profile has no such trait */
@@ -296,11 +290,11 @@ static void send_head(export_t *ex)
         return;
     ex->out.len = 0;
     strbuf_str(&ex->out, "profile_id,since");
-    if (!ex->traits)
+    if (!ex->traits.count)
         strbuf_str(&ex->out, ",traits");
-    for (size_t i = 0; i < ex->n_traits; i++) {
+    for (size_t i = 0; i < ex->traits.count; i++) {
         strbuf_add(&ex->out, ",", 1);
-        buf_csv(&ex->out, ex->traits[i], strlen(ex->traits[i]));
+        buf_csv(&ex->out, ex->traits.names[i], strlen(ex->traits.names[i]));
     }
     strbuf_add(&ex->out, "\r\n", 2);
     http_reply_stream_chunk(ex->req, ex->out.p, ex->out.len, NULL, NULL);
@@ -335,58 +329,11 @@ static void on_lookup(db_t *db, PGresult *res, void *arg)
 /* ?traits=a,b into ex->traits and ex->json_keys; false when answered 400. */
 static bool parse_traits(export_t *ex, const char *v)
 {
-    http_req_t *r = ex->req;
-    size_t n = strlen(v);
-    if (n == 0 || n > EXPORT_MAX_TRAITS_Q) {
-        http_reply_invalid(r, "traits",
-                           "traits: a comma-separated list of 1 to %d trait names, at most "
-                           "%d bytes",
-                           EXPORT_MAX_TRAITS, EXPORT_MAX_TRAITS_Q);
+    if (!query_traits_parse(ex->req, v, &ex->traits))
         return false;
-    }
-    ex->traits = jd_xcalloc(EXPORT_MAX_TRAITS, sizeof(*ex->traits));
-    ex->json_keys = jd_xcalloc(EXPORT_MAX_TRAITS, sizeof(*ex->json_keys));
-    for (const char *p = v;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0) {
-            http_reply_invalid(r, "traits", "%s", "traits: an empty trait name");
-            return false;
-        }
-        for (size_t i = 0; i < len; i++) {
-            unsigned char c = (unsigned char)p[i];
-            if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
-                http_reply_invalid(r, "traits", "%s",
-                                   "traits: names may not contain quotes, backslashes or control "
-                                   "characters");
-                return false;
-            }
-        }
-        json_t *utf8 = json_stringn(p, len);
-        if (!utf8) {
-            http_reply_invalid(r, "traits", "%s", "traits: names must be UTF-8");
-            return false;
-        }
-        json_decref(utf8);
-        if (ex->n_traits == EXPORT_MAX_TRAITS) {
-            http_reply_invalid(r, "traits", "traits: at most %d names", EXPORT_MAX_TRAITS);
-            return false;
-        }
-        char *name = jd_xstrndup(p, len);
-        for (size_t i = 0; i < ex->n_traits; i++) {
-            if (!strcmp(ex->traits[i], name)) {
-                http_reply_invalid(r, "traits", "traits: '%.64s' is named twice", name);
-                free(name);
-                return false;
-            }
-        }
-        ex->traits[ex->n_traits] = name;
-        ex->json_keys[ex->n_traits] = jd_xasprintf("\"%s\":", name);
-        ex->n_traits++;
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
+    ex->json_keys = jd_xcalloc(ex->traits.count, sizeof(*ex->json_keys));
+    for (size_t i = 0; i < ex->traits.count; i++)
+        ex->json_keys[i] = jd_xasprintf("\"%s\":", ex->traits.names[i]);
     return true;
 }
 
@@ -421,9 +368,9 @@ static char *page_sql(const export_t *ex)
 {
     strbuf_t b = {0};
     strbuf_str(&b, "SELECT m.profile_id, to_json(m.since) #>> '{}'");
-    if (!ex->traits)
+    if (!ex->traits.count)
         strbuf_str(&b, ", p.traits::text");
-    for (size_t i = 0; i < ex->n_traits; i++) {
+    for (size_t i = 0; i < ex->traits.count; i++) {
         char col[32];
         snprintf(col, sizeof(col), ", p.traits %s $%zu", ex->format == FORMAT_CSV ? "->>" : "->",
                  i + 4);
@@ -435,7 +382,6 @@ static char *page_sql(const export_t *ex)
     return b.p;
 }
 
-/* A read or admin key; else answers 401 and returns false. */
 /* GET /v1/segments/{id}/export */
 static void handle_export(http_req_t *r, void *arg)
 {

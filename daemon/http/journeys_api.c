@@ -55,6 +55,21 @@ bool journeys_api_has_key(const keyring_t *keys, key_kind_t kind, const http_req
     return ok;
 }
 
+bool journeys_api_admin_authorised(const keyring_t *keys, http_req_t *r, const char *action)
+{
+    if (journeys_api_has_key(keys, KEY_ADMIN, r))
+        return true;
+    const char *other = journeys_api_has_key(keys, KEY_READ, r)    ? "read"
+                        : journeys_api_has_key(keys, KEY_WRITE, r) ? "write"
+                                                                   : NULL;
+    if (other)
+        http_reply_error(r, 401, "unauthorized", "a %s key cannot %s: use an admin key", other,
+                         action);
+    else
+        http_reply_error(r, 401, "unauthorized", "%s", "unauthorized: an admin key is required");
+    return false;
+}
+
 typedef struct enroll {
     journeys_api_t *api;
     http_req_t *req;
@@ -96,10 +111,8 @@ static void on_enrolled(db_t *db, PGresult *res, void *arg)
 static void handle(http_req_t *r, void *arg)
 {
     journeys_api_t *api = arg;
-    if (!journeys_api_has_key(api->keys, KEY_ADMIN, r)) {
-        http_reply_error(r, 401, "unauthorized", "unauthorized");
+    if (!journeys_api_admin_authorised(api->keys, r, "enrol"))
         return;
-    }
     char id[JOURNEY_ID_MAX + 1];
     const char *tail = http_req_tail(r);
     const char *slash = strchr(tail, '/');

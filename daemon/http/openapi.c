@@ -49,6 +49,13 @@ typedef struct api_route {
     {                                                                                              \
         "401", "unauthorized: no key, an unknown key, or a write key"                              \
     }
+#define R_401_ADMIN                                                                                \
+    {                                                                                              \
+        "401", "unauthorized: no key, an unknown key, a read key or a write key"                   \
+    }
+#define TRAITS_RULES                                                                               \
+    "1-64 names, 1024 bytes in all; each non-empty UTF-8 without quotes, backslashes or "          \
+    "control characters, none twice; else 400"
 
 #define TRACK_ROUTE(p, id, what)                                                                   \
     {                                                                                              \
@@ -112,7 +119,7 @@ static const api_route_t ROUTES[] = {
      false,
      {{0}},
      {{"200", "reloaded"},
-      {"401", "unauthorized"},
+      R_401_ADMIN,
       {"422", "invalid_journeys: every file:line:col error; the old set stays"}}},
     {"post",
      "/v1/journeys/{id}/enroll",
@@ -124,7 +131,7 @@ static const api_route_t ROUTES[] = {
      {{"202", "enrolled: run_id and profile_id"},
       {"200", "a repeat of the same Idempotency-Key"},
       {"400", "invalid_json or invalid_request"},
-      {"401", "unauthorized"},
+      R_401_ADMIN,
       {"404", "journey_not_found or profile_not_found"},
       {"409", "not_api_journey or already_enrolled"},
       {"503", "the database is away (Retry-After)"}}},
@@ -158,7 +165,7 @@ static const api_route_t ROUTES[] = {
       P_LIMIT,
       P_CURSOR,
       {"traits", "query", "string", false,
-       "comma-separated trait names to return (default: every trait)"}},
+       "comma-separated trait names to return (default: every trait): " TRAITS_RULES}},
      {{"200", "data: profile_id, since, traits; next_cursor (null on the last page)"},
       R_400,
       R_401_READ,
@@ -173,8 +180,9 @@ static const api_route_t ROUTES[] = {
      {{0}},
      {{"200", "count, sample [{profile_id, traits}], elapsed_ms, timeout_ms"},
       {"400", "invalid_json, invalid_parameter or invalid_condition: `field` is the JSON path of "
-              "the problem (where.all[1].gt), `errors` every problem"},
-      {"401", "unauthorized: an admin key is required"},
+              "the problem (where.all[1].gt), `errors` every problem; `where` nests at most 32 "
+              "levels, conditions 16"},
+      R_401_ADMIN,
       {"413", "the body is larger than 64 KiB"},
       {"429", "too_many_previews: 4 are running (Retry-After)"},
       {"503", "the database is away (Retry-After)"},
@@ -190,7 +198,7 @@ static const api_route_t ROUTES[] = {
        "ndjson or csv; default: from Accept (text/csv, application/x-ndjson), else ndjson"},
       {"traits", "query", "string", false,
        "comma-separated trait names (CSV: one column each); default: every trait (CSV: one "
-       "traits column holding the object as JSON)"}},
+       "traits column holding the object as JSON). " TRAITS_RULES}},
      {{"200",
        "application/x-ndjson: {profile_id, since, traits} per line; or text/csv: a header row, "
        "then profile_id, since and the traits. A transfer cut short (no last chunk) is "
@@ -198,7 +206,8 @@ static const api_route_t ROUTES[] = {
       R_400,
       R_401_READ,
       {"404", "not_found: no such segment (JSON, before any row)"},
-      {"503", "the database is away, or too many exports run (Retry-After)"}}},
+      {"503", "unavailable: the database is away; too_many_exports: 32 exports run "
+              "(Retry-After)"}}},
     {"get",
      "/v1/profiles",
      "findProfile",
@@ -233,9 +242,10 @@ static const api_route_t ROUTES[] = {
      {{"202", "erasure_id, status (pending or running), status_url; Location header. A profile "
               "with an erasure pending or running answers that one"},
       R_400,
-      {"401", "unauthorized: no key, an unknown key, a read key or a write key"},
+      R_401_ADMIN,
       {"404", "not_found: no such profile"},
-      {"503", "the database is away (Retry-After)"}}},
+      {"503", "unavailable: the database is away, or another journeyd created the profile's "
+              "erasure meanwhile (Retry-After; a retry answers that erasure)"}}},
     {"get",
      "/v1/erasures/{id}",
      "getErasure",

@@ -352,10 +352,8 @@ static bool read_int(const json_t *body, const char *key, int min, int max, int 
 static void handle(http_req_t *r, void *arg)
 {
     preview_api_t *api = arg;
-    if (!journeys_api_has_key(api->keys, KEY_ADMIN, r)) {
-        http_reply_error(r, 401, "unauthorized", "an admin key is required");
+    if (!journeys_api_admin_authorised(api->keys, r, "preview"))
         return;
-    }
     size_t len = 0;
     const unsigned char *data = http_req_body(r, &len);
     if (len > PREVIEW_MAX_BODY) {

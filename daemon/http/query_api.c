@@ -11,11 +11,11 @@
 #include "journeyd/journeys_api.h"
 #include "journeyd/log.h"
 #include "journeyd/segment.h"
+#include "journeyd/strbuf.h"
 #include "journeyd/timefmt.h"
 #include "journeyd/xmalloc.h"
 
 #define QUERY_MAX_STRING 1024 /* an identity or filter value */
-#define QUERY_MAX_TRAITS 64   /* names in ?traits= */
 
 /* ---- SQL: each answers one row whose first column is JSON text ---- */
 
@@ -400,51 +400,83 @@ static void run(query_api_t *api, http_req_t *r, query_kind_t kind, const char *
     }
 }
 
-/* ?traits=a,b: a text[] literal of valid trait names, or NULL (all). */
-static bool traits_param(http_req_t *r, const char *v, char **out)
+/* ---- ?traits= (the members and export routes) ---- */
+
+static bool bad_traits(http_req_t *r, query_traits_t *out, const char *fmt, ...) JD_PRINTF(3, 4);
+
+/* Answers 400 (field "traits") and empties out; returns false. */
+static bool bad_traits(http_req_t *r, query_traits_t *out, const char *fmt, ...)
 {
-    *out = NULL;
-    if (!v)
-        return true;
-    size_t n = strlen(v), names = 1;
-    if (n == 0 || n > QUERY_MAX_STRING) {
-        http_reply_invalid(r, "traits", "%s", "traits: a comma-separated list of trait names");
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if (c == ',')
-            names++;
-        else if (c < 0x20 || c == '"' || c == '\\' || c == '{' || c == '}') {
-            http_reply_invalid(r, "traits", "%s",
-                               "traits: names may not contain quotes, braces or "
-                               "control characters");
-            return false;
+    va_list ap;
+    va_start(ap, fmt);
+    char msg[256];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    http_reply_invalid(r, "traits", "traits: %s", msg);
+    query_traits_free(out);
+    return false;
+}
+
+bool query_traits_parse(http_req_t *r, const char *v, query_traits_t *out)
+{
+    *out = (query_traits_t){0};
+    size_t n = strlen(v);
+    if (n == 0 || n > QUERY_TRAITS_MAX_BYTES)
+        return bad_traits(r, out, "a comma-separated list of 1 to %d trait names, at most %d bytes",
+                          QUERY_TRAITS_MAX, QUERY_TRAITS_MAX_BYTES);
+    out->names = jd_xcalloc(QUERY_TRAITS_MAX, sizeof(*out->names));
+    for (const char *p = v;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0)
+            return bad_traits(r, out, "%s", "an empty trait name");
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+                return bad_traits(r, out, "%s",
+                                  "names may not contain quotes, backslashes or control "
+                                  "characters");
         }
+        json_t *utf8 = json_stringn(p, len);
+        if (!utf8)
+            return bad_traits(r, out, "%s", "names must be UTF-8");
+        json_decref(utf8);
+        if (out->count == QUERY_TRAITS_MAX)
+            return bad_traits(r, out, "at most %d names", QUERY_TRAITS_MAX);
+        for (size_t i = 0; i < out->count; i++)
+            if (strlen(out->names[i]) == len && !memcmp(out->names[i], p, len))
+                return bad_traits(r, out, "'%.64s' is named twice", out->names[i]);
+        out->names[out->count++] = jd_xstrndup(p, len);
+        if (!comma)
+            return true;
+        p = comma + 1;
     }
-    if (names > QUERY_MAX_TRAITS) {
-        http_reply_invalid(r, "traits", "%s", "traits: at most 64 names");
-        return false;
+}
+
+void query_traits_free(query_traits_t *t)
+{
+    for (size_t i = 0; i < t->count; i++)
+        free(t->names[i]);
+    free(t->names);
+    *t = (query_traits_t){0};
+}
+
+/* The text[] literal of t's names, each quoted so that none reads as NULL
+ * and braces stay in it (no name holds a quote, a backslash or a comma).
+ * The caller frees it. */
+static char *traits_literal(const query_traits_t *t)
+{
+    strbuf_t b = {0};
+    strbuf_chr(&b, '{');
+    for (size_t i = 0; i < t->count; i++) {
+        if (i)
+            strbuf_chr(&b, ',');
+        strbuf_chr(&b, '"');
+        strbuf_str(&b, t->names[i]);
+        strbuf_chr(&b, '"');
     }
-    /* Quote each name so none reads as NULL; commas separate them. */
-    char *lit = jd_xmalloc(2 * n + 2 * names + 3);
-    size_t o = 0;
-    lit[o++] = '{';
-    lit[o++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] == ',') {
-            lit[o++] = '"';
-            lit[o++] = ',';
-            lit[o++] = '"';
-        } else {
-            lit[o++] = v[i];
-        }
-    }
-    lit[o++] = '"';
-    lit[o++] = '}';
-    lit[o] = '\0';
-    *out = lit;
-    return true;
+    strbuf_chr(&b, '}');
+    return b.p;
 }
 
 /* GET /v1/segments */
@@ -491,11 +523,20 @@ static void handle_segment(http_req_t *r, void *arg)
     int limit;
     long long after;
     bool has_cursor;
-    char *traits = NULL;
-    if (!params_parse(r, &p) || !page_params(r, &p, &limit, &after, &has_cursor) ||
-        !traits_param(r, param(&p, "traits"), &traits)) {
+    if (!params_parse(r, &p) || !page_params(r, &p, &limit, &after, &has_cursor)) {
         params_free(&p);
         return;
+    }
+    const char *traits_v = param(&p, "traits");
+    char *traits = NULL; /* NULL: every trait */
+    if (traits_v) {
+        query_traits_t names;
+        if (!query_traits_parse(r, traits_v, &names)) {
+            params_free(&p);
+            return;
+        }
+        traits = traits_literal(&names);
+        query_traits_free(&names);
     }
     char after_s[24], limit_s[16];
     snprintf(after_s, sizeof(after_s), "%lld", after);

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "journeyd/clock.h"
+#include "journeyd/formdata.h"
 #include "journeyd/log.h"
 #include "journeyd/metrics.h"
 #include "journeyd/xmalloc.h"
@@ -553,6 +554,26 @@ void http_reply_json(http_req_t *r, int status, json_t *body)
     finish(r, status, "application/json");
 }
 
+/* Replaces with '?' each byte of s that does not start a well-formed UTF-8
+ * sequence. Messages echo what the client sent ("cursor: '\xff' is not a
+ * cursor ...", or a name cut at 64 bytes inside a character), and jansson
+ * refuses a string that is not UTF-8: the answer would be a 500 instead of
+ * the 400 that names the field. */
+static void utf8_scrub(char *s)
+{
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        if (n <= len - i && formdata_utf8_valid(s + i, n)) {
+            i += n;
+        } else {
+            s[i] = '?';
+            i++;
+        }
+    }
+}
+
 void http_reply_error(http_req_t *r, int status, const char *code, const char *fmt, ...)
 {
     va_list ap;
@@ -561,6 +582,8 @@ void http_reply_error(http_req_t *r, int status, const char *code, const char *f
     if (vasprintf(&msg, fmt, ap) < 0)
         msg = NULL;
     va_end(ap);
+    if (msg)
+        utf8_scrub(msg);
     http_reply_json(
         r, status,
         json_pack("{s:b, s:s, s:s}", "success", 0, "error", code, "message", msg ? msg : code));
@@ -574,6 +597,7 @@ void http_reply_invalid(http_req_t *r, const char *field, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
+    utf8_scrub(message);
     http_reply_json(r, 400,
                     json_pack("{s:b, s:s, s:s, s:s}", "success", 0, "error", "invalid_parameter",
                               "field", field, "message", message));

@@ -679,13 +679,11 @@ static void on_listen(db_t *db, PGresult *res, void *arg)
 }
 
 /* Runs written by any journeyd (a new wait, an enrolment) wake the
- * scheduler at once; the timer covers the rest. */
-/* Every batch of run writes notifies (the processor's, under load hundreds
- * a second); a pass waits NOTIFY_DELAY_MS (db_set_notify_delay) after the first so that one covers
- * several. Due runs are found by the timer, so this adds at most that much
- * to a run written with an immediate wake. */
-#define NOTIFY_DELAY_MS 20
-
+ * scheduler at once; the timer covers the rest. Every batch of run writes
+ * notifies (the processor's, under load hundreds a second), so a pass waits
+ * DB_NOTIFY_DELAY_MS after the first notification and covers several. Due
+ * runs are found by the timer, so this adds at most that much to a run
+ * written with an immediate wake. */
 static void on_notify(db_t *db, const char *channel, const char *payload, void *arg)
 {
     (void)db;
@@ -724,7 +722,7 @@ scheduler_t *scheduler_new(struct event_base *base, db_t *db, const scheduler_op
                                  "Scheduler transactions that failed and were retried", NULL);
     db_on_connect(db, on_connect, s);
     db_on_notify(db, on_notify, s);
-    db_set_notify_delay(db, NOTIFY_DELAY_MS);
+    db_set_notify_delay(db, DB_NOTIFY_DELAY_MS);
     if (db_connected(db))
         on_connect(db, s);
     return s;

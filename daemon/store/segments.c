@@ -855,14 +855,10 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
     segments_kick(arg);
 }
 
-/* The processor notifies after each of its commits; under load that is
- * hundreds a second. The reader waits NOTIFY_DELAY_MS (db_set_notify_delay) after the first one
- * so that one transaction (and one WAL flush) covers the events of several:
- * measured, the reader cost PostgreSQL as much CPU as the processor when it
- * followed every commit. It adds at most that much to the latency from an
- * event to a membership change. */
-#define NOTIFY_DELAY_MS 20
-
+/* The processor notifies after each of its commits; the reader waits
+ * DB_NOTIFY_DELAY_MS after the first notification so that one transaction
+ * covers the events of several: measured, the reader cost PostgreSQL as much
+ * CPU as the processor when it followed every commit. */
 static void on_notify(db_t *db, const char *channel, const char *payload, void *arg)
 {
     (void)db;
@@ -933,7 +929,7 @@ segments_t *segments_new(struct event_base *base, db_t *db, const segments_opts_
                                   NULL);
     db_on_connect(db, on_connect, s);
     db_on_notify(db, on_notify, s);
-    db_set_notify_delay(db, NOTIFY_DELAY_MS);
+    db_set_notify_delay(db, DB_NOTIFY_DELAY_MS);
     if (db_connected(db))
         on_connect(db, s);
     return s;

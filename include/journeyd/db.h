@@ -58,6 +58,13 @@ void db_on_notify(db_t *db, db_notify_fn fn, void *arg);
  * readers woken by every commit of a busy writer, so one pass covers
  * several commits. 0 (the default): one call per notification. */
 void db_set_notify_delay(db_t *db, int delay_ms);
+/* The delay of the readers woken after each commit of the processor (the
+ * segments reader, the scheduler): under load the processor commits
+ * hundreds of times a second, and one pass covering the commits of these
+ * milliseconds costs PostgreSQL one transaction (and one WAL flush) instead
+ * of one per commit. It adds at most this much to the latency from an event
+ * to a membership change or a run's wake-up. */
+#define DB_NOTIFY_DELAY_MS 20
 /* Forgets the coalesced notifications not yet reported: for a reader that
  * has just started the pass they asked for. */
 void db_notify_discard(db_t *db);

@@ -24,5 +24,12 @@ void journeys_api_free(journeys_api_t *api);
 /* Whether the request carries a key of that kind (HTTP Basic user name or
  * a Bearer token). */
 bool journeys_api_has_key(const keyring_t *keys, key_kind_t kind, const http_req_t *r);
+/* Whether r carries an admin key; otherwise answers 401 "unauthorized" and
+ * returns false, r then freed. The message says what a read or a write key
+ * cannot do ("a read key cannot erase: use an admin key"; action is a verb
+ * such as "erase"), else "unauthorized: an admin key is required". Every
+ * admin route checks its key with it. */
+JD_WARN_UNUSED bool journeys_api_admin_authorised(const keyring_t *keys, http_req_t *r,
+                                                  const char *action);
 
 #endif

@@ -47,6 +47,26 @@ struct evkeyvalq;
  * "query", r then freed). Clear q with evhttp_clear_headers either way. */
 JD_WARN_UNUSED bool query_api_parse_query(http_req_t *r, struct evkeyvalq *q);
 
+#define QUERY_TRAITS_MAX       64   /* names in ?traits= */
+#define QUERY_TRAITS_MAX_BYTES 1024 /* bytes of ?traits= */
+
+/* The trait names of a ?traits= value. */
+typedef struct query_traits {
+    char **names; /* count of them, each NUL-terminated; NULL when none */
+    size_t count;
+} query_traits_t;
+
+/* Parses v, a ?traits= value ("email,plan"), into out: 1 to
+ * QUERY_TRAITS_MAX names, at most QUERY_TRAITS_MAX_BYTES in all, separated
+ * by commas, each non-empty UTF-8 without quotes, backslashes or control
+ * characters, none twice. So a name is safe in a JSON string and in a
+ * quoted element of a PostgreSQL array literal. False when v breaks a rule:
+ * answered 400 naming the field "traits", r then freed, and out empty.
+ * Either way, free out with query_traits_free. The query and export routes
+ * share it. */
+JD_WARN_UNUSED bool query_traits_parse(http_req_t *r, const char *v, query_traits_t *out);
+void query_traits_free(query_traits_t *t);
+
 /* Whether s is a row id as the API takes them (profiles, erasures): a
  * positive whole number of at most 18 digits without a leading zero. */
 bool query_valid_id(const char *s);

@@ -358,6 +358,34 @@ def psql_value(conninfo, sql, variables=None):
     return rows[0][0]
 
 
+def hold(tc, lock_sql, table):
+    """Runs lock_sql in a transaction of another session until a row appears
+    in table (created here); returns, once the lock is held, a function that
+    releases it."""
+    tc.psql(f"CREATE TABLE {table} (x int)")
+    # Bounded, and the backend notices a client killed with the test.
+    sql = (f"SET client_connection_check_interval = 1000; BEGIN; {lock_sql};"
+           f" DO $$ BEGIN WHILE NOT EXISTS (SELECT 1 FROM {table})"
+           " AND clock_timestamp() < now() + interval '90 s' LOOP"
+           " PERFORM pg_sleep(0.05); END LOOP; END $$; COMMIT;")
+    env = dict(os.environ, PGAPPNAME=table)
+    holder = subprocess.Popen([psql_bin(), "-q", "-d", tc.conninfo, "-c", sql],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    tc.addCleanup(holder.stderr.close)
+    tc.addCleanup(holder.wait)
+    # Sleeping in the loop: the lock is held.
+    wait_until(
+        lambda: tc.psql(f"SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                        f"'{table}' AND datname = current_database()"
+                        " AND wait_event = 'PgSleep'")[0][0] == "1", 10,
+        what=f"the lock of {table} held")
+
+    def release():
+        tc.psql(f"INSERT INTO {table} VALUES (1)")
+        tc.assertEqual(holder.wait(timeout=30), 0, holder.stderr.read())
+    return release
+
+
 def pg_conninfo():
     """conninfo of the private cluster named by $JOURNEYD_PG_DIR (database
     "journeyd"), checked to answer once per process."""

@@ -77,6 +77,7 @@ class Endpoints(harness.JourneydTestCase):
     def test_http_reload_needs_admin_key_and_reports_errors(self):
         r = self.journeyd.post("/v1/journeys/reload", key=harness.WRITE_KEY)
         self.assertEqual(r.status, 401)
+        self.assertEqual(r.json["message"], "a write key cannot reload: use an admin key")
         self.journeyd.write_journey("bad.yaml", "id: bad\nfoo: 1\n")
         r = self.journeyd.post("/v1/journeys/reload", key=harness.ADMIN_KEY)
         self.assertEqual(r.status, 422)

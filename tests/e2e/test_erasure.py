@@ -224,10 +224,14 @@ class Erasure(ErasureCase):
 
     def test_bad_requests(self):
         pid = self.bystander("someone-1234")
-        for kw, want in (({"bearer": None}, 401), ({"key": K, "bearer": None}, 401),
-                         ({"bearer": READ}, 401), ({"bearer": "nonsense"}, 401)):
+        for kw, want, message in (
+                ({"bearer": None}, 401, "unauthorized: an admin key is required"),
+                ({"key": K, "bearer": None}, 401, "a write key cannot erase: use an admin key"),
+                ({"bearer": READ}, 401, "a read key cannot erase: use an admin key"),
+                ({"bearer": "nonsense"}, 401, "unauthorized: an admin key is required")):
             r = self.erase(pid, **kw)
             self.assertEqual(r.status, want, (kw, r.body))
+            self.assertEqual(r.json["message"], message, kw)
         for bad in ("abc", "0", "012", "-3", "1x", "12345678901234567890", "1/2"):
             r = self.erase(bad)
             self.assertEqual(r.status, 400, (bad, r.body))

@@ -35,6 +35,16 @@ REQUEST = ("GET /v1/segments/vip/export HTTP/1.1\r\nHost: x\r\n"
            f"Authorization: Bearer {READ}\r\n\r\n").encode()
 CAROL = {"email": "carol@example.com", "plan": "free"}
 
+# ?traits= values both the members and the export route refuse (URL-encoded):
+# empty, an empty name (between commas, first or last), a quote, a backslash, a
+# line break, DEL, bytes that are not UTF-8, a name twice (also one whose
+# quote in the message is cut inside a character), 65 names, a name (and a
+# list) longer than 1024 bytes.
+BAD_TRAITS = ["", "a,,b", "a,", ",a", "a%22b", "a%5Cb", "a%0Ab", "a%7Fb", "a%FFb", "a,b,a",
+              ",".join(["a" + "%C3%A9" * 40] * 2),
+              ",".join(f"t{i}" for i in range(65)), "x" * 1025,
+              ",".join(f"{i:02d}" + "y" * 98 for i in range(11))]
+
 
 def vm_kib(pid, field):
     with open(f"/proc/{pid}/status") as f:
@@ -180,15 +190,8 @@ class Contents(ExportCase):
         self.bad("/v1/segments/vip/export?format", "query")
         self.bad("/v1/segments/vip/export?format=csv&x=" + "y" * 8200, "query")
         self.bad("/v1/segments/vip/export?format=", "format")
-        self.bad("/v1/segments/vip/export?traits=", "traits")
-        self.bad("/v1/segments/vip/export?traits=a,,b", "traits")
-        self.bad("/v1/segments/vip/export?traits=a%22b", "traits")
-        self.bad("/v1/segments/vip/export?traits=a%0Ab", "traits")
-        self.bad("/v1/segments/vip/export?traits=a%FFb", "traits")
-        self.bad("/v1/segments/vip/export?traits=a,b,a", "traits")
-        self.bad("/v1/segments/vip/export?traits=" + ",".join(f"t{i}" for i in range(65)),
-                 "traits")
-        self.bad("/v1/segments/vip/export?traits=" + "x" * 1025, "traits")
+        for traits in BAD_TRAITS:
+            self.bad("/v1/segments/vip/export?traits=" + traits, "traits")
         self.bad("/v1/segments/v.p/export", "id")
         self.bad("/v1/segments/" + "x" * 65 + "/export", "id")
         # 64 names are fine.
@@ -200,6 +203,33 @@ class Contents(ExportCase):
         self.assertEqual(self.export("/v1/segments/vip").status, 200)
         self.assertEqual(self.export("/v1/segments/vip/members").status, 200)
         self.assertEqual(self.export("/v1/segments/vip/exports").status, 404)
+
+    def test_traits_rules_shared_with_members(self):
+        # GET /v1/segments/{id}/members and the export take ?traits= by the
+        # same rules: each bad value gets the same 400 from both.
+        for traits in BAD_TRAITS:
+            export = self.export("/v1/segments/vip/export?traits=" + traits)
+            members = self.export("/v1/segments/vip/members?traits=" + traits)
+            for r in (export, members):
+                self.assertEqual(r.status, 400, (traits[:80], r.body))
+                self.assertEqual((r.json["error"], r.json["field"]),
+                                 ("invalid_parameter", "traits"), r.json)
+                self.assertTrue(r.json["message"].startswith("traits: "), r.json)
+            self.assertEqual(export.json["message"], members.json["message"], traits[:80])
+        # Both take 64 names, and names with braces, spaces or non-ASCII
+        # letters (quoted in the members route's array literal).
+        odd = {"plan": "pro", "a{b}": 1, "x y": "z", "Zürich": True}
+        pid = self.add_member(odd)
+        names = "a%7Bb%7D,x%20y,Z%C3%BCrich," + ",".join(f"t{i}" for i in range(61))
+        r = self.export("/v1/segments/vip/members?limit=1000&traits=" + names)
+        self.assertEqual(r.status, 200, r.body)
+        got = {m["profile_id"]: m["traits"] for m in r.json["data"]}
+        self.assertEqual(got[pid], {"a{b}": 1, "x y": "z", "Zürich": True})
+        r = self.export("/v1/segments/vip/export?traits=" + names)
+        self.assertEqual(r.status, 200, r.body)
+        rows = [json.loads(line) for line in r.body.decode().splitlines()]
+        self.assertIn({"a{b}": 1, "x y": "z", "Zürich": True},
+                      [row["traits"] for row in rows if row["profile_id"] == pid])
 
     def test_keep_alive(self):
         # Two exports and a JSON answer on one connection: each chunked reply

@@ -268,6 +268,7 @@ class ApiEnrolment(harness.JourneydTestCase):
         body = {"userId": "v1", "properties": {"note": "welcome aboard"}}
         r = self.journeyd.post("/v1/journeys/vip_welcome/enroll", body, key=K)
         self.assertEqual(r.status, 401)
+        self.assertEqual(r.json["message"], "a write key cannot enrol: use an admin key")
         r = self.journeyd.post("/v1/journeys/vip_welcome/enroll", body, key=harness.ADMIN_KEY,
                                headers={"Idempotency-Key": "vip-1"})
         self.assertEqual(r.status, 202, r.body)

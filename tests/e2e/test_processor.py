@@ -2,8 +2,6 @@
 waiting for the safety-net poll) and the short way for known people inside
 one batch (a later event sees what earlier events of the same batch did)."""
 
-import os
-import subprocess
 import threading
 import time
 import unittest
@@ -108,7 +106,7 @@ class Wakeups(harness.JourneydTestCase):
         # Another session holds the runs table (a lock without a transaction
         # id, so the log's horizon does not wait for it): the processor's
         # next batch reads its events, then waits to read their runs.
-        release = hold(self, "LOCK TABLE runs IN EXCLUSIVE MODE", "test_release_runs")
+        release = harness.hold(self, "LOCK TABLE runs IN EXCLUSIVE MODE", "test_release_runs")
         r = self.journeyd.post("/v1/track", {"userId": "first", "event": "Hit"}, key=K)
         self.assertEqual(r.status, 200, r.body)
         harness.wait_until(
@@ -141,34 +139,6 @@ def metric(tc, name):
     raise AssertionError(f"{name} not in /metrics")
 
 
-def hold(tc, lock_sql, table):
-    """Runs lock_sql in a transaction of another session until a row appears
-    in table (created here); returns, once the lock is held, a function that
-    releases it."""
-    tc.psql(f"CREATE TABLE {table} (x int)")
-    # Bounded, and the backend notices a client killed with the test.
-    sql = (f"SET client_connection_check_interval = 1000; BEGIN; {lock_sql};"
-           f" DO $$ BEGIN WHILE NOT EXISTS (SELECT 1 FROM {table})"
-           " AND clock_timestamp() < now() + interval '90 s' LOOP"
-           " PERFORM pg_sleep(0.05); END LOOP; END $$; COMMIT;")
-    env = dict(os.environ, PGAPPNAME=table)
-    holder = subprocess.Popen([harness.psql_bin(), "-q", "-d", tc.conninfo, "-c", sql],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    tc.addCleanup(holder.stderr.close)
-    tc.addCleanup(holder.wait)
-    # Sleeping in the loop: the lock is held.
-    harness.wait_until(
-        lambda: tc.psql(f"SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                        f"'{table}' AND datname = current_database()"
-                        " AND wait_event = 'PgSleep'")[0][0] == "1", 10,
-        what=f"the lock of {table} held")
-
-    def release():
-        tc.psql(f"INSERT INTO {table} VALUES (1)")
-        tc.assertEqual(holder.wait(timeout=30), 0, holder.stderr.read())
-    return release
-
-
 def post_backlog(tc, requests):
     for r in range(requests):
         batch = [{"type": "track", "userId": f"u{(r * 100 + i) % 700}", "event": "Hit"}
@@ -186,7 +156,7 @@ class Backlog(harness.JourneydTestCase):
         # arrive: then the processor reads them in batches of 500, 1,000,
         # 2,000 and the rest (each full batch doubles the next, up to 4,000),
         # not in twelve batches of 500.
-        release = hold(self, PROCESSOR_LOCK, "test_release")
+        release = harness.hold(self, PROCESSOR_LOCK, "test_release")
         post_backlog(self, 60)
         self.assertEqual(processed(self), 0)
         self.assertEqual(metric(self, "journeyd_processor_events_total"), 0)
@@ -211,11 +181,11 @@ class IngestFirst(harness.JourneydTestCase):
     config_extra = {"ingest": {"connections": 1}}
 
     def test_processor_pauses_while_ingest_is_the_bottleneck(self):
-        release_processor = hold(self, PROCESSOR_LOCK, "test_release_processor")
+        release_processor = harness.hold(self, PROCESSOR_LOCK, "test_release_processor")
         post_backlog(self, 40)
         # Ingest's next flush waits for this lock: its only connection stays
         # busy, as under a burst it cannot keep up with.
-        release_ingest = hold(self, "LOCK TABLE event_dedup IN SHARE MODE", "test_release_ingest")
+        release_ingest = harness.hold(self, "LOCK TABLE event_dedup IN SHARE MODE", "test_release_ingest")
         answer = {}
         late = threading.Thread(target=lambda: answer.update(r=self.journeyd.post(
             "/v1/track", {"userId": "late", "event": "Hit"}, key=K, timeout=120)))

@@ -552,6 +552,10 @@ class QueryApi(SegmentCase):
         for c in ("garbage!", cursor_of("abc"), cursor_of("0"), "", "%00", cursor_of(10 ** 19)):
             self.bad("/v1/segments/vip/members?cursor=" + c, "cursor")
         self.bad("/v1/segments/vip/members?traits=a%22b", "traits")
+        # Messages that echo bytes which are not UTF-8 still answer 400.
+        for bad in ("limit", "cursor"):
+            r = self.bad(f"/v1/segments/vip/members?{bad}=%FF", bad)
+            self.assertIn("'?'", r.json["message"])
 
     def test_pagination_stable_under_concurrent_inserts(self):
         # Members and non-members interleaved by profile id.

@@ -4,10 +4,12 @@ journey with a send, a wait_for with a goal, a branch, an exit event and a
 long wait; exact per-step and per-message counts (an open through the pixel,
 a click, a bounce, an unsubscribe), the same after a restart, after the
 roll-up and with the journey's file removed; previews of trait and event
-conditions, bad conditions named by their JSON path, oversize bodies,
-timeouts and keys."""
+conditions, bad conditions named by their JSON path, the nesting limit,
+parameter bounds, oversize bodies, timeouts, previews turned away while 4 run
+(429) and keys."""
 
 import html.parser
+import threading
 import unittest
 import urllib.parse
 
@@ -426,6 +428,85 @@ class Preview(StatsCase):
         r = self.preview("[1]")
         self.assertEqual((r.status, r.json["error"]), (400, "invalid_json"), r.body)
 
+    def test_nesting_limit(self):
+        # `where` is at most 32 levels deep (PREVIEW_MAX_DEPTH): a value at
+        # depth 32 is fine ...
+        def wrapped(cond, times):
+            for _ in range(times):
+                cond = {"all": [cond]}
+            return cond
+        ok = wrapped({"trait": "plan", "in": ["pro"]}, 15)  # "pro" at depth 32
+        r = self.preview({"where": ok})
+        self.assertEqual((r.status, r.json["count"]), (200, 2), r.body)
+        # ... one at depth 33 is not: 400 naming its path.
+        r = self.preview({"where": wrapped({"trait": "plan", "eq": "pro"}, 17)})
+        self.assertEqual(r.status, 400, r.body)
+        self.assertEqual(r.json["error"], "invalid_condition", r.body)
+        self.assertEqual(r.json["field"], "where" + ".all[0]" * 16 + ".all", r.body)
+        self.assertEqual(r.json["message"], "nested deeper than 32 levels")
+        self.assertEqual(r.json["errors"], [{"field": r.json["field"],
+                                             "message": r.json["message"]}])
+        # Conditions themselves nest at most 16 levels (docs/conditions.md):
+        # 15 nots around a comparison are 16 levels, 16 nots one too many,
+        # refused by the condition compiler at the 17th level.
+        def nots(times):
+            cond = {"trait": "plan", "eq": "pro"}
+            for _ in range(times):
+                cond = {"not": cond}
+            return cond
+        r = self.preview({"where": nots(15)})
+        self.assertEqual((r.status, r.json["count"]), (200, 1), r.body)
+        r = self.preview({"where": nots(16)})
+        self.assertEqual(r.status, 400, r.body)
+        self.assertEqual((r.json["error"], r.json["field"]),
+                         ("invalid_condition", "where" + ".not" * 16), r.body)
+        self.assertIn("nest too deeply (at most 16 levels)", r.json["message"])
+
+    def test_parameter_bounds(self):
+        where = {"trait": "plan", "eq": "pro"}
+        for key, value in (("timeout_ms", 5001), ("timeout_ms", 0), ("timeout_ms", -1),
+                           ("timeout_ms", 2.5), ("sample", 101), ("sample", -1)):
+            r = self.preview({"where": where, key: value})
+            self.assertEqual(r.status, 400, (key, value, r.body))
+            self.assertEqual((r.json["error"], r.json["field"]), ("invalid_parameter", key),
+                             r.body)
+            self.assertIn(f"{key}: a whole number from", r.json["message"])
+        r = self.preview({"where": where, "timeout_ms": 5000, "sample": 100})
+        self.assertEqual((r.status, r.json["timeout_ms"]), (200, 5000), r.body)
+
+    def test_too_many_at_once(self):
+        # Another session locks profiles: the first preview's SELECT waits
+        # for the lock (within its 5 s limit) and the next three queue behind
+        # it on the preview connection. With 4 in flight, more are turned
+        # away at once.
+        release = harness.hold(self, "LOCK TABLE profiles IN ACCESS EXCLUSIVE MODE",
+                               "test_release_profiles")
+        body = {"where": {"trait": "plan", "eq": "pro"}}
+        answers = []
+
+        def one():
+            answers.append(self.preview(body))
+        threads = [threading.Thread(target=one) for _ in range(6)]
+        try:
+            for t in threads:
+                t.start()
+            harness.wait_until(lambda: len(answers) >= 2, 4, what="two previews turned away")
+            turned_away = list(answers)
+        finally:
+            release()
+            for t in threads:
+                t.join(30)
+        for r in turned_away:
+            self.assertEqual(r.status, 429, r.body)
+            self.assertEqual(r.json["error"], "too_many_previews", r.body)
+            self.assertEqual(r.headers["Retry-After"], "1")
+        self.assertEqual(sorted(r.status for r in answers), [200] * 4 + [429] * 2,
+                         [r.body for r in answers])
+        self.assertTrue(all(r.json["count"] == 2 for r in answers if r.status == 200))
+        # All four are done: the next one runs.
+        r = self.preview(body)
+        self.assertEqual((r.status, r.json["count"]), (200, 2), r.body)
+
     def test_oversize_body_is_413(self):
         big = {"where": {"trait": "plan", "in": ["x" * 1000] * 70}}
         r = self.preview(big)
@@ -437,6 +518,15 @@ class Preview(StatsCase):
         self.assertEqual(self.journeyd.request("POST", "/v1/segments/preview", body,
                                                key=harness.WRITE_KEY).status, 401)
         self.assertEqual(self.journeyd.request("POST", "/v1/segments/preview", body).status, 401)
+        # Worded as on every admin route (erasure, enrolment, reload).
+        for kw, message in (({"bearer": READ}, "a read key cannot preview: use an admin key"),
+                            ({"key": harness.WRITE_KEY},
+                             "a write key cannot preview: use an admin key"),
+                            ({"bearer": "nonsense"}, "unauthorized: an admin key is required"),
+                            ({}, "unauthorized: an admin key is required")):
+            r = self.journeyd.request("POST", "/v1/segments/preview", body, **kw)
+            self.assertEqual((r.status, r.json["error"], r.json["message"]),
+                             (401, "unauthorized", message), kw)
         self.assertEqual(self.read("/v1/segments/preview").status, 404)  # a segment named so
 
     def test_timeout(self):
