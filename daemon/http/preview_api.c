@@ -143,17 +143,24 @@ static node_t *to_node(const json_t *v, const char *path, unsigned depth, paths_
 
 /* {"field": path, "message": text} of a diagnostic of the condition
  * compiler ("body:LINE:COL: message"). */
-static json_t *problem(const char *msg, const paths_t *p)
+static json_t *problem(const char *diag, const paths_t *p)
 {
+    /* A message may quote a key cut inside a character. */
+    char *msg = jd_xstrdup(diag);
+    http_utf8_scrub(msg);
+    json_t *out = NULL;
     size_t n = strlen(BODY_FILE);
     if (!strncmp(msg, BODY_FILE, n) && msg[n] == ':') {
         char *end;
         unsigned long line = strtoul(msg + n + 1, &end, 10);
         const char *text = end && *end == ':' ? strstr(end + 1, ": ") : NULL;
         if (line >= 1 && line <= p->n && text)
-            return json_pack("{s:s, s:s}", "field", p->v[line - 1], "message", text + 2);
+            out = json_pack("{s:s, s:s}", "field", p->v[line - 1], "message", text + 2);
     }
-    return json_pack("{s:s, s:s}", "field", "where", "message", msg);
+    if (!out)
+        out = json_pack("{s:s, s:s}", "field", "where", "message", msg);
+    free(msg);
+    return out;
 }
 
 /* Answers 400 with every problem; field and message are the first one's. */
@@ -168,33 +175,38 @@ static void reply_problems(http_req_t *r, const char *error, json_t *problems)
 
 static void reply_bad(http_req_t *r, const char *error, const char *field, const char *message)
 {
-    reply_problems(r, error, json_pack("[{s:s, s:s}]", "field", field, "message", message));
+    char *text = jd_xstrdup(message); /* it may quote a key cut inside a character */
+    http_utf8_scrub(text);
+    reply_problems(r, error, json_pack("[{s:s, s:s}]", "field", field, "message", text));
+    free(text);
 }
 
 /* Compiles `where` into the set-based SQL form (cond_to_sql_range) over the
  * profiles p with $2 <= id < $3, whose literals are $4, $5, ... (appended
  * to *params): each `event:` aggregate reads its window's events once for
  * every profile, as a full evaluation does. False when answered 400. */
-static bool compile_where(http_req_t *r, const json_t *where, int64_t now_ms,
-                          cond_sql_range_t *form, char ***params, size_t *n_params)
+bool preview_compile(const json_t *where, int64_t now_ms, cond_sql_range_t *form, char ***params,
+                     size_t *n_params, json_t **problems)
 {
     paths_t p = {0};
     diag_t d = {0};
     cond_t *c = NULL;
     const char *too_deep = NULL;
     bool ok = false;
+    *problems = NULL;
     node_t *root = to_node(where, "where", 0, &p, &too_deep);
     if (!root) {
         char *msg = jd_xasprintf("nested deeper than %d levels", PREVIEW_MAX_DEPTH);
-        reply_bad(r, "invalid_condition", too_deep ? too_deep : "where", msg);
+        *problems =
+            json_pack("[{s:s, s:s}]", "field", too_deep ? too_deep : "where", "message", msg);
         free(msg);
         goto done;
     }
     c = cond_compile(root, &d);
     if (c && (cond_needs(c) & COND_NEEDS_EVENT)) {
-        reply_bad(r, "invalid_condition", "where",
-                  "a segment has no current event: use property: and field: only inside "
-                  "event: {where: ...}");
+        *problems = json_pack("[{s:s, s:s}]", "field", "where", "message",
+                              "a segment has no current event: use property: and field: only "
+                              "inside event: {where: ...}");
         goto done;
     }
     int next = 4;
@@ -203,12 +215,11 @@ static bool compile_where(http_req_t *r, const json_t *where, int64_t now_ms,
         c = NULL;
     }
     if (!c) {
-        json_t *problems = json_array();
+        *problems = json_array();
         for (size_t i = 0; i < d.count; i++)
-            json_array_append_new(problems, problem(d.msgs[i], &p));
+            json_array_append_new(*problems, problem(d.msgs[i], &p));
         if (!d.count)
-            json_array_append_new(problems, problem("the condition is not valid", &p));
-        reply_problems(r, "invalid_condition", problems);
+            json_array_append_new(*problems, problem("the condition is not valid", &p));
         goto done;
     }
     ok = true;
@@ -218,6 +229,17 @@ done:
     diag_free(&d);
     paths_free(&p);
     return ok;
+}
+
+/* preview_compile, answering 400 invalid_condition when it fails. */
+static bool compile_where(http_req_t *r, const json_t *where, int64_t now_ms,
+                          cond_sql_range_t *form, char ***params, size_t *n_params)
+{
+    json_t *problems;
+    if (preview_compile(where, now_ms, form, params, n_params, &problems))
+        return true;
+    reply_problems(r, "invalid_condition", problems);
+    return false;
 }
 
 /* ---- the transaction ---- */

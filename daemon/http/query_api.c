@@ -402,55 +402,64 @@ static void run(query_api_t *api, http_req_t *r, query_kind_t kind, const char *
 
 /* ---- ?traits= (the members and export routes) ---- */
 
-static bool bad_traits(http_req_t *r, query_traits_t *out, const char *fmt, ...) JD_PRINTF(3, 4);
+static bool bad_traits(query_traits_t *out, char *err, size_t errlen, const char *fmt, ...)
+    JD_PRINTF(4, 5);
 
-/* Answers 400 (field "traits") and empties out; returns false. */
-static bool bad_traits(http_req_t *r, query_traits_t *out, const char *fmt, ...)
+/* Writes the message into err and empties out; returns false. */
+static bool bad_traits(query_traits_t *out, char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char msg[256];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-    http_reply_invalid(r, "traits", "traits: %s", msg);
     query_traits_free(out);
     return false;
 }
 
-bool query_traits_parse(http_req_t *r, const char *v, query_traits_t *out)
+bool query_traits_split(const char *v, query_traits_t *out, char *err, size_t errlen)
 {
     *out = (query_traits_t){0};
     size_t n = strlen(v);
     if (n == 0 || n > QUERY_TRAITS_MAX_BYTES)
-        return bad_traits(r, out, "a comma-separated list of 1 to %d trait names, at most %d bytes",
+        return bad_traits(out, err, errlen,
+                          "a comma-separated list of 1 to %d trait names, at most %d bytes",
                           QUERY_TRAITS_MAX, QUERY_TRAITS_MAX_BYTES);
     out->names = jd_xcalloc(QUERY_TRAITS_MAX, sizeof(*out->names));
     for (const char *p = v;;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         if (len == 0)
-            return bad_traits(r, out, "%s", "an empty trait name");
+            return bad_traits(out, err, errlen, "%s", "an empty trait name");
         for (size_t i = 0; i < len; i++) {
             unsigned char c = (unsigned char)p[i];
             if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
-                return bad_traits(r, out, "%s",
+                return bad_traits(out, err, errlen, "%s",
                                   "names may not contain quotes, backslashes or control "
                                   "characters");
         }
         json_t *utf8 = json_stringn(p, len);
         if (!utf8)
-            return bad_traits(r, out, "%s", "names must be UTF-8");
+            return bad_traits(out, err, errlen, "%s", "names must be UTF-8");
         json_decref(utf8);
         if (out->count == QUERY_TRAITS_MAX)
-            return bad_traits(r, out, "at most %d names", QUERY_TRAITS_MAX);
+            return bad_traits(out, err, errlen, "at most %d names", QUERY_TRAITS_MAX);
         for (size_t i = 0; i < out->count; i++)
             if (strlen(out->names[i]) == len && !memcmp(out->names[i], p, len))
-                return bad_traits(r, out, "'%.64s' is named twice", out->names[i]);
+                return bad_traits(out, err, errlen, "'%.64s' is named twice", out->names[i]);
         out->names[out->count++] = jd_xstrndup(p, len);
         if (!comma)
             return true;
         p = comma + 1;
     }
+}
+
+bool query_traits_parse(http_req_t *r, const char *v, query_traits_t *out)
+{
+    char err[256];
+    if (query_traits_split(v, out, err, sizeof(err)))
+        return true;
+    http_reply_invalid(r, "traits", "traits: %s", err);
+    return false;
 }
 
 void query_traits_free(query_traits_t *t)

@@ -559,7 +559,7 @@ void http_reply_json(http_req_t *r, int status, json_t *body)
  * cursor ...", or a name cut at 64 bytes inside a character), and jansson
  * refuses a string that is not UTF-8: the answer would be a 500 instead of
  * the 400 that names the field. */
-static void utf8_scrub(char *s)
+void http_utf8_scrub(char *s)
 {
     size_t len = strlen(s);
     for (size_t i = 0; i < len;) {
@@ -583,7 +583,7 @@ void http_reply_error(http_req_t *r, int status, const char *code, const char *f
         msg = NULL;
     va_end(ap);
     if (msg)
-        utf8_scrub(msg);
+        http_utf8_scrub(msg);
     http_reply_json(
         r, status,
         json_pack("{s:b, s:s, s:s}", "success", 0, "error", code, "message", msg ? msg : code));
@@ -597,7 +597,7 @@ void http_reply_invalid(http_req_t *r, const char *field, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    utf8_scrub(message);
+    http_utf8_scrub(message);
     http_reply_json(r, 400,
                     json_pack("{s:b, s:s, s:s, s:s}", "success", 0, "error", "invalid_parameter",
                               "field", field, "message", message));

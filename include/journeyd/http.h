@@ -76,6 +76,10 @@ char *http_req_basic_user(const http_req_t *r);
 void http_req_set_header(http_req_t *r, const char *name, const char *value);
 /* Replies with body as JSON (the reference is stolen) and frees r. */
 void http_reply_json(http_req_t *r, int status, json_t *body);
+/* Replaces with '?' each byte of s that does not start a well-formed UTF-8
+ * sequence, in place: for messages that echo what a client sent, which
+ * jansson refuses when they are not UTF-8. */
+void http_utf8_scrub(char *s);
 /* Replies {"success": false, "error": code, "message": ...} and frees r. */
 void http_reply_error(http_req_t *r, int status, const char *code, const char *fmt, ...)
     JD_PRINTF(4, 5);

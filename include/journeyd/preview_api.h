@@ -9,8 +9,10 @@
  *
  * `where` is a segment's condition written as JSON (the YAML of
  * docs/conditions.md, same keys and values). It is compiled by the condition
- * compiler (core/cond) and turned into SQL by cond_to_sql, exactly as the
- * segments module computes a segment (profiles not merged into another);
+ * compiler (core/cond) and turned into SQL by cond_to_sql_range over every
+ * profile, exactly as the segments module computes a segment in full
+ * (profiles not merged into another; each event aggregate reads its window
+ * once);
  * nothing is stored. `sample` 0-100 (default 10) members, lowest profile id
  * first; `timeout_ms` 1-5000 (default 5000) bounds the statement
  * (statement_timeout, SET LOCAL in a read-only transaction).
@@ -24,6 +26,10 @@
 #ifndef JOURNEYD_PREVIEW_API_H
 #define JOURNEYD_PREVIEW_API_H
 
+#include <jansson.h>
+#include <stdint.h>
+
+#include "journeyd/cond.h"
 #include "journeyd/db.h"
 #include "journeyd/http.h"
 #include "journeyd/keyring.h"
@@ -45,5 +51,14 @@ void preview_api_register(preview_api_t *api, http_server_t *server);
 /* Requests in flight keep api alive until they are answered: call after
  * the loop has ended. */
 void preview_api_free(preview_api_t *api);
+
+/* Compiles `where` (the request's JSON) into the set-based SQL form over
+ * the profiles p with $2 <= id < $3, its literals $4, $5, ... appended to
+ * *params (n_params of them). False when the condition is wrong: *problems
+ * is then a non-empty JSON array of {"field": JSON path, "message"} (the
+ * caller owns it) and form is left empty. Either way the caller frees the
+ * params and, on success, the form (cond_sql_range_free). */
+JD_WARN_UNUSED bool preview_compile(const json_t *where, int64_t now_ms, cond_sql_range_t *form,
+                                    char ***params, size_t *n_params, json_t **problems);
 
 #endif

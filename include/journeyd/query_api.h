@@ -65,6 +65,10 @@ typedef struct query_traits {
  * Either way, free out with query_traits_free. The query and export routes
  * share it. */
 JD_WARN_UNUSED bool query_traits_parse(http_req_t *r, const char *v, query_traits_t *out);
+/* The same rules without an answer: false with the reason in err (at most
+ * errlen bytes, NUL-terminated) and out empty. */
+JD_WARN_UNUSED bool query_traits_split(const char *v, query_traits_t *out, char *err,
+                                       size_t errlen);
 void query_traits_free(query_traits_t *t);
 
 /* Whether s is a row id as the API takes them (profiles, erasures): a

@@ -423,6 +423,13 @@ class Preview(StatsCase):
                             ({"where": {"trait": "plan", "exists": True}, "limit": 3}, "limit")):
             r = self.preview(body)
             self.assertEqual((r.status, r.json["field"]), (400, field), (body, r.body))
+        # A message that quotes an unknown key cut at 64 bytes inside a
+        # character ("x" then 200 bytes of "é"): still a 400 naming the key,
+        # the cut byte replaced (it was a 500: JSON strings must be UTF-8).
+        key = "x" + "\u00e9" * 100
+        r = self.preview({"where": {"trait": "plan", "exists": True}, key: 1})
+        self.assertEqual((r.status, r.json["field"]), (400, key), r.body)
+        self.assertIn("'x" + "\u00e9" * 31 + "?'", r.json["message"])
         r = self.preview("{not json")
         self.assertEqual((r.status, r.json["error"]), (400, "invalid_json"), r.body)
         r = self.preview("[1]")
