@@ -136,6 +136,7 @@ struct segments {
     batch_cost_t batch_cost;                  /* how its cost scales with the size, as measured */
     int64_t run_started_us;     /* when this full evaluation started (or resumed), for the log */
     unsigned run_batches;       /* its batches so far */
+    long long run_changes;      /* the members it added and removed so far */
     long long run_from;         /* the id it started from */
     int64_t compute_started_us; /* when the batch in flight was sent */
     metric_t *m_entered, *m_left, *m_quiet, *m_errors, *m_batches, *m_skipped;
@@ -396,13 +397,18 @@ static bool queue_apply(segments_t *s, const segment_t *seg, const char *ids, co
     return queued;
 }
 
-static void count_changes(segments_t *s, const PGresult *res)
+/* Counts the statement's entries, exits and quiet changes; returns their sum. */
+static long long count_changes(segments_t *s, const PGresult *res)
 {
     if (PQntuples(res) < 1)
-        return;
-    metric_add(s->m_entered, NULL, (double)strtoll(PQgetvalue(res, 0, 0), NULL, 10));
-    metric_add(s->m_left, NULL, (double)strtoll(PQgetvalue(res, 0, 1), NULL, 10));
-    metric_add(s->m_quiet, NULL, (double)strtoll(PQgetvalue(res, 0, 2), NULL, 10));
+        return 0;
+    long long entered = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    long long left = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    long long quiet = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    metric_add(s->m_entered, NULL, (double)entered);
+    metric_add(s->m_left, NULL, (double)left);
+    metric_add(s->m_quiet, NULL, (double)quiet);
+    return entered + left + quiet;
 }
 
 /* ---- definitions ---- */
@@ -738,6 +744,22 @@ static void adapt_batch(segments_t *s, unsigned size, int64_t took_us)
     s->compute_batch = next;
 }
 
+/* After a full evaluation that added or removed this many members, the
+ * statistics of segment_members are refreshed at once (ANALYZE samples
+ * 30,000 rows: 0.1-0.3 s at 1,400,000), instead of when autovacuum gets to
+ * it: a segment that reads this one (`segment:`) is evaluated next, and its
+ * batches were planned as if this one had no member (234 ms a batch against
+ * 110 ms with fresh statistics, measured on the benchmark database). */
+enum { SEG_ANALYZE_MIN_CHANGES = 10000 };
+
+static void on_analyzed(db_t *db, PGresult *res, void *arg)
+{
+    (void)db;
+    (void)arg;
+    if (res && !db_ok(res)) /* NULL: the connection closed meanwhile */
+        log_warn("segments: ANALYZE segment_members failed: %s", db_error(res));
+}
+
 static void on_computed(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
@@ -751,11 +773,15 @@ static void on_computed(db_t *db, PGresult *res, void *arg)
               s->compute_to, s->batch_in_flight, (long long)(took / 1000));
     s->run_batches++;
     adapt_batch(s, s->batch_in_flight, took);
-    count_changes(s, res);
-    if (PQntuples(res) == 1 && PQnfields(res) > 3 && !strcmp(PQgetvalue(res, 0, 3), "t"))
+    s->run_changes += count_changes(s, res);
+    if (PQntuples(res) == 1 && PQnfields(res) > 3 && !strcmp(PQgetvalue(res, 0, 3), "t")) {
         log_info("segments: '%s' evaluated in full (ids from %lld) in %.1f s, %u batches",
                  s->compute_segment, s->run_from, (double)(now - s->run_started_us) / 1e6,
                  s->run_batches);
+        if (s->run_changes >= SEG_ANALYZE_MIN_CHANGES &&
+            !db_query(s->db, "ANALYZE segment_members", 0, NULL, on_analyzed, s))
+            log_warn("segments: cannot queue ANALYZE segment_members");
+    }
     go_idle(s); /* the next batch after anything more urgent */
 }
 
@@ -796,6 +822,7 @@ static void on_picked(db_t *db, PGresult *res, void *arg)
     if (s->prev_batch == 0) { /* a full evaluation starts (or resumes) */
         s->run_started_us = clock_mono_us();
         s->run_batches = 0;
+        s->run_changes = 0;
         s->run_from = f;
     }
     snprintf(s->compute_from, sizeof(s->compute_from), "%lld", f);

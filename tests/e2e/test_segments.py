@@ -363,6 +363,43 @@ class Baseline(SegmentCase):
                             for e in r.json["errors"]), r.json)
 
 
+class Statistics(SegmentCase):
+    """A full evaluation that changed many members refreshes the table's
+    statistics at once (a segment reading it is planned next)."""
+
+    def analyzed(self):
+        return self.psql("SELECT coalesce(analyze_count, 0) FROM pg_stat_user_tables"
+                         " WHERE relname = 'segment_members'")[0][0]
+
+    def reload(self):
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+
+    def test_analyze_after_a_large_evaluation(self):
+        self.psql("INSERT INTO profiles (traits) SELECT jsonb_build_object('size', 'big')"
+                  " FROM generate_series(1, 10000)")
+        before = self.analyzed()
+        # 9,999 members: under the threshold (10,000 changes), no ANALYZE.
+        self.write("segments/most.yaml", "id: most\nwhere: {trait: size, eq: big}\n")
+        self.psql("UPDATE profiles SET traits = jsonb_build_object('size', 'none')"
+                  " WHERE id = (SELECT min(id) FROM profiles WHERE traits ? 'size')")
+        self.reload()
+        harness.wait_until(lambda: self.psql("SELECT member_count, compute_from IS NULL AND"
+                                             " computed_at IS NOT NULL FROM segments"
+                                             " WHERE id = 'most'") == [("9999", "t")], 30,
+                           what="most computed")
+        time.sleep(1.5)  # statistics reach pg_stat_user_tables within a second
+        self.assertEqual(self.analyzed(), before)
+        # 10,000 members: ANALYZE segment_members once the evaluation ends.
+        self.write("segments/big.yaml", "id: big\nwhere: {trait: size, exists: true}\n")
+        self.reload()
+        harness.wait_until(lambda: self.psql("SELECT member_count FROM segments"
+                                             " WHERE id = 'big'") == [("10000",)], 30,
+                           what="big computed")
+        harness.wait_until(lambda: int(self.analyzed()) > int(before), 10,
+                           what="segment_members analyzed")
+
+
 class Sweep(SegmentCase):
     files = {"segments/active.yaml": """\
 id: active
