@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "journeyd/formdata.h"
 #include "journeyd/journeys_api.h"
 #include "journeyd/log.h"
 #include "journeyd/segment.h"
@@ -437,10 +438,8 @@ bool query_traits_split(const char *v, query_traits_t *out, char *err, size_t er
                                   "names may not contain quotes, backslashes or control "
                                   "characters");
         }
-        json_t *utf8 = json_stringn(p, len);
-        if (!utf8)
+        if (!formdata_utf8_valid(p, len))
             return bad_traits(out, err, errlen, "%s", "names must be UTF-8");
-        json_decref(utf8);
         if (out->count == QUERY_TRAITS_MAX)
             return bad_traits(out, err, errlen, "at most %d names", QUERY_TRAITS_MAX);
         for (size_t i = 0; i < out->count; i++)
