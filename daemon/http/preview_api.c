@@ -141,26 +141,39 @@ static node_t *to_node(const json_t *v, const char *path, unsigned depth, paths_
     return node_new_scalar(BODY_FILE, line, 1, num, strlen(num), true);
 }
 
-/* {"field": path, "message": text} of a diagnostic of the condition
- * compiler ("body:LINE:COL: message"). */
-static json_t *problem(const char *diag, const paths_t *p)
+/* {"field": field, "message": message}. The one place problems are built:
+ * a message may quote a key cut inside a character, which JSON refuses, so
+ * it is scrubbed here (field is a JSON path, UTF-8 already). */
+static json_t *problem_json(const char *field, const char *message)
 {
-    /* A message may quote a key cut inside a character. */
-    char *msg = jd_xstrdup(diag);
-    http_utf8_scrub(msg);
-    json_t *out = NULL;
+    char *text = jd_xstrdup(message);
+    http_utf8_scrub(text);
+    json_t *out = json_pack("{s:s, s:s}", "field", field, "message", text);
+    free(text);
+    return out;
+}
+
+/* The problem of a diagnostic of the condition compiler
+ * ("body:LINE:COL: message"): its line names the JSON path. */
+static json_t *problem(const char *msg, const paths_t *p)
+{
     size_t n = strlen(BODY_FILE);
     if (!strncmp(msg, BODY_FILE, n) && msg[n] == ':') {
         char *end;
         unsigned long line = strtoul(msg + n + 1, &end, 10);
         const char *text = end && *end == ':' ? strstr(end + 1, ": ") : NULL;
         if (line >= 1 && line <= p->n && text)
-            out = json_pack("{s:s, s:s}", "field", p->v[line - 1], "message", text + 2);
+            return problem_json(p->v[line - 1], text + 2);
     }
-    if (!out)
-        out = json_pack("{s:s, s:s}", "field", "where", "message", msg);
-    free(msg);
-    return out;
+    return problem_json("where", msg);
+}
+
+/* A list of one problem. */
+static json_t *one_problem(const char *field, const char *message)
+{
+    json_t *list = json_array();
+    json_array_append_new(list, problem_json(field, message));
+    return list;
 }
 
 /* Answers 400 with every problem; field and message are the first one's. */
@@ -175,10 +188,7 @@ static void reply_problems(http_req_t *r, const char *error, json_t *problems)
 
 static void reply_bad(http_req_t *r, const char *error, const char *field, const char *message)
 {
-    char *text = jd_xstrdup(message); /* it may quote a key cut inside a character */
-    http_utf8_scrub(text);
-    reply_problems(r, error, json_pack("[{s:s, s:s}]", "field", field, "message", text));
-    free(text);
+    reply_problems(r, error, one_problem(field, message));
 }
 
 /* Compiles `where` into the set-based SQL form (cond_to_sql_range) over the
@@ -197,16 +207,14 @@ bool preview_compile(const json_t *where, int64_t now_ms, cond_sql_range_t *form
     node_t *root = to_node(where, "where", 0, &p, &too_deep);
     if (!root) {
         char *msg = jd_xasprintf("nested deeper than %d levels", PREVIEW_MAX_DEPTH);
-        *problems =
-            json_pack("[{s:s, s:s}]", "field", too_deep ? too_deep : "where", "message", msg);
+        *problems = one_problem(too_deep ? too_deep : "where", msg);
         free(msg);
         goto done;
     }
     c = cond_compile(root, &d);
     if (c && (cond_needs(c) & COND_NEEDS_EVENT)) {
-        *problems = json_pack("[{s:s, s:s}]", "field", "where", "message",
-                              "a segment has no current event: use property: and field: only "
-                              "inside event: {where: ...}");
+        *problems = one_problem("where", "a segment has no current event: use property: and "
+                                         "field: only inside event: {where: ...}");
         goto done;
     }
     int next = 4;
