@@ -37,6 +37,12 @@ char *idarray_format(const int64_t *ids, size_t n)
 
 void idarray_parse(const char *lit, int64_t **ids, size_t *n)
 {
+    /* Each number takes at least one digit or minus sign: grow *ids once. */
+    size_t most = 0;
+    for (const char *p = lit ? lit : ""; *p; p++)
+        most += (*p >= '0' && *p <= '9') || *p == '-';
+    if (most)
+        *ids = jd_xrealloc(*ids, (*n + most) * sizeof(**ids));
     for (const char *p = lit ? lit : ""; *p;) {
         if ((*p >= '0' && *p <= '9') || *p == '-') {
             char *end;
@@ -45,7 +51,6 @@ void idarray_parse(const char *lit, int64_t **ids, size_t *n)
                 p++;
                 continue;
             }
-            *ids = jd_xrealloc(*ids, (*n + 1) * sizeof(**ids));
             (*ids)[(*n)++] = v;
             p = end;
         } else {

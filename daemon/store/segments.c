@@ -531,12 +531,14 @@ typedef struct ids {
 static void add_name_ids(void *arg, const char *name)
 {
     ids_t *ids = arg;
+    const json_t *list = json_object_get(ids->by_name, name);
+    ids->v = jd_xrealloc(ids->v, (ids->n + json_array_size(list) + 1) * sizeof(*ids->v));
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(ids->by_name, name), i, v)
+    json_array_foreach(list, i, v)
     {
-        ids->v = jd_xrealloc(ids->v, (ids->n + 1) * sizeof(*ids->v));
-        ids->v[ids->n++] = (int64_t)json_integer_value(v);
+        if (json_is_integer(v))
+            ids->v[ids->n++] = (int64_t)json_integer_value(v);
     }
 }
 

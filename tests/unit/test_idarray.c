@@ -27,6 +27,9 @@ int main(void)
     idarray_parse("{}", &back, &m);
     idarray_parse("{ 12 , x, -}", &back, &m);
     CHECK(m == 5 && back[4] == 12);
+    /* Numbers without commas between them ("1-2", "{3}{4}") all count. */
+    idarray_parse("1-2 {3}{4}", &back, &m);
+    CHECK(m == 9 && back[5] == 1 && back[6] == -2 && back[7] == 3 && back[8] == 4);
     free(back);
     return unit_finish("idarray");
 }
