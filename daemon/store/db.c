@@ -323,6 +323,7 @@ static void db_wait_connect(db_t *db, short what)
     }
     db->ev_fd = fd;
     db->ev_conn = event_new(db->base, fd, what, on_conn_io, db);
+    event_priority_set(db->ev_conn, DB_EVENT_PRIORITY);
     struct timeval tv = {DB_CONNECT_TIMEOUT, 0};
     event_add(db->ev_conn, &tv);
 }
@@ -340,6 +341,8 @@ static void db_connected_ready(db_t *db)
     db->ev_fd = PQsocket(db->conn);
     db->ev_read = event_new(db->base, db->ev_fd, EV_READ | EV_PERSIST, on_read, db);
     db->ev_write = event_new(db->base, db->ev_fd, EV_WRITE, on_write, db);
+    event_priority_set(db->ev_read, DB_EVENT_PRIORITY);
+    event_priority_set(db->ev_write, DB_EVENT_PRIORITY);
     event_add(db->ev_read, NULL);
     db->backoff_ms = DB_BACKOFF_MIN_MS;
     db_set_state(db, DB_IDLE, db->ever_connected ? "reconnected" : "connected");
@@ -390,7 +393,13 @@ static void on_conn_io(evutil_socket_t fd, short what, void *arg)
 static void db_connect_start(db_t *db, const char *why)
 {
     db_set_state(db, DB_CONNECTING, why);
-    db->conn = PQconnectStart(db->conninfo);
+    /* pg_stat_activity names each connection (journeyd/ingest, ...), unless
+     * the conninfo sets application_name itself. */
+    char app_name[64];
+    snprintf(app_name, sizeof(app_name), "journeyd/%s", db->name);
+    const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *const values[] = {db->conninfo, app_name, NULL};
+    db->conn = PQconnectStartParams(keys, values, 1);
     if (!db->conn) {
         db_connect_failed(db, "out of memory");
         return;
@@ -661,6 +670,7 @@ db_t *db_open(struct event_base *base, const char *name, const char *conninfo)
     db->backoff_ms = DB_BACKOFF_MIN_MS;
     db->ev_timer = evtimer_new(base, db_timer_cb, db);
     db->ev_pump = event_new(base, -1, 0, on_pump, db);
+    event_priority_set(db->ev_pump, DB_EVENT_PRIORITY);
     db->reg_prev = registry_tail;
     if (registry_tail)
         registry_tail->reg_next = db;

@@ -300,11 +300,21 @@ static void on_timer(evutil_socket_t fd, short what, void *arg);
  * WAL flushes (their commits would queue one behind the other: 600 instead
  * of 4,000 commits/s measured with 8 sessions). The ingest connections tell
  * the events trigger so (journeyd.notify_events = off, migration 014); any
- * other writer of events still notifies from its own transaction. One bell
- * at a time: commits while one is in flight ring once more when it returns.
- * The state outlives an ingest freed with a bell in flight. */
+ * other writer of events still notifies from its own transaction.
+ *
+ * One bell at a time, and at most one per INGEST_BELL_INTERVAL_MS: commits while a
+ * bell is in flight, or sooner than that after the last one, ring once more
+ * when it returns or the interval has passed. PostgreSQL wakes every
+ * listening session of the database for each NOTIFY, whatever its channel
+ * (six of journeyd's own), and the processor waits PROC_NOTIFY_DELAY_MS or
+ * more after a bell before it reads anyway; under load a bell per flush cost
+ * a quarter of a CPU. The state outlives an ingest freed with a bell in
+ * flight. */
 typedef struct bell {
     db_t *db;
+    struct event *timer; /* rings after the interval; NULL once the ingest is freed */
+    int64_t interval_us;
+    int64_t rung_us; /* when the last bell was sent */
     bool in_flight, again, orphaned;
 } bell_t;
 
@@ -328,15 +338,28 @@ static void on_rung(db_t *db, PGresult *res, void *arg)
         ring(b);
 }
 
+static void on_bell_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ring(arg);
+}
+
 static void ring(bell_t *b)
 {
     if (!b)
         return;
-    if (b->in_flight) {
-        b->again = true;
+    b->again = true;
+    if (b->in_flight || evtimer_pending(b->timer, NULL))
+        return;
+    int64_t now = clock_mono_us(), wait = b->rung_us + b->interval_us - now;
+    if (b->rung_us && wait > 0) {
+        struct timeval tv = {0, (suseconds_t)wait};
+        evtimer_add(b->timer, &tv);
         return;
     }
     b->again = false;
+    b->rung_us = now;
     b->in_flight = db_query(b->db, BELL_SQL, 0, NULL, on_rung, b);
 }
 
@@ -362,11 +385,15 @@ ingest_t *ingest_new(struct event_base *base, db_t *db, const ingest_opts_t *opt
     ing->opts = *opts;
     ing->opts.conninfo = NULL;
     ing->timer = evtimer_new(base, on_timer, ing);
+    event_priority_set(ing->timer, DB_EVENT_PRIORITY);
     ing->writers[0] = (writer_t){.ing = ing, .db = db};
     ing->n_writers = 1;
     if (opts->doorbell) {
         ing->bell = jd_xcalloc(1, sizeof(*ing->bell));
         ing->bell->db = opts->doorbell;
+        ing->bell->timer = evtimer_new(base, on_bell_timer, ing->bell);
+        ing->bell->interval_us =
+            (opts->bell_interval_ms > 0 ? opts->bell_interval_ms : INGEST_BELL_INTERVAL_MS) * 1000;
     }
     unsigned want = opts->connections;
     if (want > INGEST_MAX_CONNECTIONS)
@@ -437,6 +464,8 @@ void ingest_free(ingest_t *ing)
     finish_all(ing->head, INGEST_UNAVAILABLE, ing->m_events);
     for (unsigned i = 0; i < ing->n_writers; i++)
         free(ing->writers[i].rows.p);
+    if (ing->bell)
+        event_free(ing->bell->timer);
     if (ing->bell && ing->bell->in_flight)
         ing->bell->orphaned = true; /* on_rung frees it */
     else
@@ -671,10 +700,12 @@ static void on_copied(db_t *db, PGresult *res, void *arg)
 }
 
 /* Whether the waiting requests should be written now (see ingest.h). With
- * a flush already in flight (and a free connection: two or more of them),
- * half of the clients that came back are enough, so that two flushes
- * overlap; while every connection is busy, arrivals gather into one flush
- * again. */
+ * two or more connections, half of the clients that came back are enough,
+ * so that two flushes overlap, each with the reading of the other's next
+ * requests; while every connection is busy, arrivals gather into one flush
+ * again. (With the rule "half only while another flush is in flight", the
+ * clients of one flush came back together and were all written together
+ * again: the flushes never overlapped, measured under 64 connections.) */
 static bool due(const ingest_t *ing, int64_t now_us, int64_t *wait_us)
 {
     *wait_us = 0;
@@ -682,7 +713,7 @@ static bool due(const ingest_t *ing, int64_t now_us, int64_t *wait_us)
         return false;
     if (ing->waiting_events >= ing->opts.batch_rows || ing->waiting_requests >= ing->comeback)
         return true;
-    if (ing->writing_events > 0 && ing->waiting_requests * 2 >= ing->comeback)
+    if (ing->n_writers > 1 && ing->waiting_requests * 2 >= ing->comeback)
         return true;
     int64_t waited = now_us - ing->head->arrived_us;
     if (waited >= ing->opts.flush_ms * 1000)

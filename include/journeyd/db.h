@@ -65,6 +65,16 @@ void db_set_notify_delay(db_t *db, int delay_ms);
  * of one per commit. It adds at most this much to the latency from an event
  * to a membership change or a run's wake-up. */
 #define DB_NOTIFY_DELAY_MS 20
+/* journeyd's loop has DB_LOOP_PRIORITIES priorities (main.c). Every event
+ * of a db, and the ingest's flush timer, runs at DB_EVENT_PRIORITY, the
+ * highest; everything else (HTTP connections, timers, curl) keeps libevent's
+ * default, the middle one. With the loop's dispatch interval, a database
+ * answer or a flush that became due is served within a few callbacks,
+ * instead of after every HTTP request that became readable in the same
+ * turn: under many small requests the flushes overlap with the reading of
+ * the next requests instead of alternating with it (docs/architecture.md). */
+#define DB_LOOP_PRIORITIES 2
+#define DB_EVENT_PRIORITY  0
 /* Forgets the coalesced notifications not yet reported: for a reader that
  * has just started the pass they asked for. */
 void db_notify_discard(db_t *db);

@@ -10,9 +10,10 @@
  * starts on a free connection as soon as one of these holds:
  *   - batch_rows events wait;
  *   - as many requests wait as the last completed flush answered (their
- *     clients have come back: under load a flush carries everyone), or half
- *     as many while another flush is in flight (so that, with two or more
- *     connections, flushes overlap);
+ *     clients have come back: under load a flush carries everyone), or,
+ *     with two or more connections, half as many (so that flushes overlap:
+ *     half of the clients' requests are being written while the other half
+ *     are still read, instead of all of them in turn);
  *   - the oldest waiting request has waited flush_ms.
  * So a lone request is written at once, and under load every commit carries
  * as many events as possible. When every connection is busy, requests wait
@@ -48,6 +49,10 @@ typedef void (*ingest_done_fn)(ingest_status_t status, void *arg);
 
 #define INGEST_MAX_CONNECTIONS 16
 
+/* By default the doorbell rings at most once per this many milliseconds
+ * (see ingest.c). */
+#define INGEST_BELL_INTERVAL_MS 4
+
 typedef struct ingest_opts {
     int64_t flush_ms;
     unsigned batch_rows;
@@ -63,6 +68,8 @@ typedef struct ingest_opts {
      * it, the ingest connections' own transactions do not notify (see
      * ingest.c) and the ingest sets their connect callback. */
     db_t *doorbell;
+    /* The least time between two bells; 0: INGEST_BELL_INTERVAL_MS. */
+    int64_t bell_interval_ms;
 } ingest_opts_t;
 
 /* db is borrowed: close it before ingest_free (db_close reports the write in

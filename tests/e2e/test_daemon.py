@@ -55,6 +55,18 @@ class Endpoints(harness.JourneydTestCase):
         self.assertIn('journeyd_db_connection_state{db="ingest",state="idle"}', text)
         self.assertIn("journeyd_journeys 1", text)
 
+    def test_connections_are_named_in_pg_stat_activity(self):
+        # Each of journeyd's connections says which it is (application_name),
+        # so that ops can tell them apart in pg_stat_activity.
+        def names():
+            return sorted(r[0] for r in self.psql(
+                "SELECT application_name FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name LIKE 'journeyd/%'"))
+        want = ["journeyd/control", "journeyd/dispatcher", "journeyd/ingest",
+                "journeyd/ingest-2", "journeyd/processor", "journeyd/segments"]
+        harness.wait_until(lambda: all(n in names() for n in want), 10,
+                           what=f"connections named {want}")
+
     def test_sighup_reload_keeps_old_set_on_error(self):
         self.journeyd.write_journey("broken.yaml", "id: broken\ntrigger: {event: X}\nsteps: 3\n")
         self.journeyd.signal(signal.SIGHUP)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "journeyd/clock.h"
 #include "journeyd/db.h"
 #include "journeyd/ingest.h"
 #include "journeyd/log.h"
@@ -151,17 +152,24 @@ static size_t count_named(const char *prefix)
     return n.count;
 }
 
+/* The value of an unlabelled metric, -1 when it is not rendered. */
+static long metric_total(const char *metric)
+{
+    size_t len;
+    char *text = metrics_render(&len);
+    char *name = jd_xasprintf("\n%s ", metric);
+    const char *at = strstr(text, name);
+    long n = at ? atol(at + strlen(name)) : -1;
+    free(name);
+    free(text);
+    return n;
+}
+
 /* journeyd_ingest_fallbacks_total: flushes whose COPY met a repeated key
  * and were written again with INSERT. */
 static long fallbacks(void)
 {
-    size_t len;
-    char *text = metrics_render(&len);
-    const char *name = "\njourneyd_ingest_fallbacks_total ";
-    const char *at = strstr(text, name);
-    long n = at ? atol(at + strlen(name)) : -1;
-    free(text);
-    return n;
+    return metric_total("journeyd_ingest_fallbacks_total");
 }
 
 /* ---- tests ---- */
@@ -604,7 +612,8 @@ static void test_doorbell(const char *ci)
                           .queue_max = 1000,
                           .connections = 2,
                           .conninfo = ci,
-                          .doorbell = bell};
+                          .doorbell = bell,
+                          .bell_interval_ms = 50};
     ingest_t *ing = ingest_new(base, db, &opts);
     db_t *dbs[] = {listener, bell, db};
     CHECK(all_connected(dbs, 3, 10000));
@@ -651,6 +660,80 @@ static void test_doorbell(const char *ci)
     db_close(listener);
 }
 
+typedef struct ticker {
+    ingest_t *ing;
+    req_t *reqs;
+    int n, sent;
+    struct event *ev;
+} ticker_t;
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ticker_t *t = arg;
+    if (t->sent < t->n && submit(t->ing, "web", &t->reqs[t->sent], 1) == INGEST_ACCEPTED)
+        t->sent++;
+    if (t->sent == t->n)
+        event_del(t->ev);
+}
+
+/* A commit every few milliseconds: the doorbell rings at most once per
+ * interval (50 ms here, so that the commits of a sanitized build outpace
+ * it), not once per commit. */
+static void test_bell_interval(const char *ci)
+{
+    bell_listener_t l = {0};
+    db_t *listener = db_open(base, "listener", ci);
+    db_on_notify(listener, on_bell_notify, &l);
+    db_t *bell = db_open(base, "bell", ci);
+    db_t *db = db_open(base, "ingest", ci);
+    ingest_opts_t opts = {.flush_ms = 0,
+                          .batch_rows = 100,
+                          .queue_max = 1000,
+                          .connections = 2,
+                          .conninfo = ci,
+                          .doorbell = bell,
+                          .bell_interval_ms = 50};
+    ingest_t *ing = ingest_new(base, db, &opts);
+    db_t *dbs[] = {listener, bell, db};
+    CHECK(all_connected(dbs, 3, 10000));
+    CHECK(db_query(listener, "LISTEN journeyd_events", 0, NULL, on_setting, &l));
+    CHECK(wait_count(&l.settings, 1, 10000));
+
+    enum { N = 300 };
+    req_t *reqs = jd_xcalloc(N, sizeof(*reqs));
+    int done = 0;
+    for (int i = 0; i < N; i++) {
+        reqs[i].done = &done;
+        snprintf(reqs[i].prefix, sizeof(reqs[i].prefix), "bi-%03d-", i);
+    }
+    long flushes0 = metric_total("journeyd_ingest_flushes_total");
+    ticker_t t = {.ing = ing, .reqs = reqs, .n = N};
+    t.ev = event_new(base, -1, EV_PERSIST, on_tick, &t);
+    struct timeval every = {0, 1000};
+    int64_t t0 = clock_mono_us();
+    event_add(t.ev, &every);
+    CHECK(wait_count(&done, N, 60000));
+    int64_t took_ms = (clock_mono_us() - t0) / 1000;
+    long flushes = metric_total("journeyd_ingest_flushes_total") - flushes0;
+    int never = 0;
+    (void)wait_count(&never, 1, 200); /* the last bell */
+    CHECK(l.notifies >= 1);
+    /* At most one bell per interval (and the last one), far fewer than the
+     * commits they announce. */
+    if (l.notifies > took_ms / 50 + 3 || flushes < 2 * l.notifies)
+        unit_fail(__FILE__, __LINE__, "%d bells for %ld commits in %lld ms", l.notifies, flushes,
+                  (long long)took_ms);
+    CHECK(count1("SELECT count(*) FROM events WHERE message_id LIKE 'bi-%'", NULL) == N);
+    event_free(t.ev);
+    free(reqs);
+    db_close(db);
+    ingest_free(ing);
+    db_close(bell);
+    db_close(listener);
+}
+
 int main(void)
 {
     pgtest_log_init();
@@ -666,6 +749,7 @@ int main(void)
     test_copy_escapes(ci);
     test_down_and_free(ci);
     test_doorbell(ci);
+    test_bell_interval(ci);
 
     PQfinish(check);
     pgtest_drop_db(TEST_DB);
