@@ -74,6 +74,14 @@ static const char CURSOR_SQL[] =
     "UPDATE processor_cursors SET txid = $1::xid8, event_id = $2::bigint, updated_at = now()"
     " WHERE name = 'segments'";
 
+/* With no segment defined there is nothing to evaluate: the cursor moves to
+ * the processor's at once, without reading the events or their profiles (a
+ * segment added later starts from a full evaluation anyway). */
+static const char FOLLOW_SQL[] =
+    "UPDATE processor_cursors s SET txid = c.txid, event_id = c.event_id, updated_at = now()"
+    " FROM processor_cursors c WHERE s.name = 'segments' AND c.name = 'events'"
+    " AND (c.txid, c.event_id) > (s.txid, s.event_id)";
+
 static const char SWEEP_SQL[] = "UPDATE segments SET compute_from = 0"
                                 " WHERE id = ANY($1::text[]) AND compute_from IS NULL";
 
@@ -158,7 +166,8 @@ static void set_state(segments_t *s, seg_state_t next)
             1u << SEG_SYNC | 1u << SEG_BEGIN | 1u << SEG_SWEEP | 1u << SEG_PICK | 1u << SEG_STOPPED,
         [SEG_SYNC] = 1u << SEG_IDLE,
         [SEG_BEGIN] = 1u << SEG_LOCK | 1u << SEG_ROLLBACK | 1u << SEG_IDLE,
-        [SEG_LOCK] = 1u << SEG_FETCH | 1u << SEG_COMMIT | 1u << SEG_ROLLBACK | 1u << SEG_IDLE,
+        [SEG_LOCK] = 1u << SEG_FETCH | 1u << SEG_CURSOR | 1u << SEG_COMMIT | 1u << SEG_ROLLBACK |
+                     1u << SEG_IDLE,
         [SEG_FETCH] = 1u << SEG_APPLY | 1u << SEG_CURSOR | 1u << SEG_COMMIT | 1u << SEG_ROLLBACK |
                       1u << SEG_IDLE,
         [SEG_APPLY] = 1u << SEG_APPLY | 1u << SEG_CURSOR | 1u << SEG_ROLLBACK | 1u << SEG_IDLE,
@@ -627,6 +636,13 @@ static void on_locked(db_t *db, PGresult *res, void *arg)
     }
     snprintf(s->cursor_txid, sizeof(s->cursor_txid), "%s", PQgetvalue(res, 0, 0));
     snprintf(s->cursor_id, sizeof(s->cursor_id), "%s", PQgetvalue(res, 0, 1));
+    if (!s->set || s->set->count == 0) {
+        s->last_batch_rows = 0;
+        set_state(s, SEG_CURSOR);
+        if (!db_query(s->db, FOLLOW_SQL, 0, NULL, on_cursor, s))
+            fail(s, "queueing the cursor", NULL, true);
+        return;
+    }
     char limit[16];
     snprintf(limit, sizeof(limit), "%u", s->opts.batch_events);
     const char *params[] = {s->cursor_txid, s->cursor_id, limit};

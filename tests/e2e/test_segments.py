@@ -363,6 +363,34 @@ class Baseline(SegmentCase):
                             for e in r.json["errors"]), r.json)
 
 
+class NoSegments(SegmentCase):
+    """With no segment defined the reader has nothing to evaluate: its cursor
+    follows the processor's without reading the events. A segment added
+    later starts from its full evaluation and then follows events as ever."""
+    files = {}
+
+    def cursors(self):
+        return self.psql("SELECT (SELECT txid::text || '/' || event_id FROM processor_cursors"
+                         " WHERE name = 'events'), (SELECT txid::text || '/' || event_id"
+                         " FROM processor_cursors WHERE name = 'segments')")[0]
+
+    def test_cursor_follows_the_processor(self):
+        start = self.cursors()
+        for u in ("a", "b", "c"):
+            self.identify(u, plan="pro")
+        harness.wait_until(lambda: self.cursors()[0] != start[0], 10, what="processed")
+        harness.wait_until(lambda: self.cursors()[1] == self.cursors()[0], 10,
+                           what=f"segments cursor == processor cursor ({self.cursors()})")
+        self.assertEqual(self.psql("SELECT count(*) FROM segment_members")[0][0], "0")
+        self.write("segments/vip.yaml", VIP)
+        r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
+        self.assertEqual(r.status, 200, r.body)
+        self.wait_members("vip", ["a", "b", "c"])
+        self.identify("d", plan="pro")
+        self.identify("a", plan="free")
+        self.wait_members("vip", ["b", "c", "d"])
+
+
 class Statistics(SegmentCase):
     """A full evaluation that changed many members refreshes the table's
     statistics at once (a segment reading it is planned next)."""
