@@ -75,18 +75,31 @@ static bool event_named(const json_t *event, const char *name)
     return name && type && ev && !strcmp(type, "track") && !strcmp(ev, name);
 }
 
+/* The name of the track event a trigger of j waits for, or NULL. */
+static const char *trigger_name(const journey_t *j)
+{
+    if (j->trigger.kind == TRIGGER_SEGMENT) /* membership changes are events (engine.h) */
+        return j->trigger.on_leave ? ENGINE_SEGMENT_LEFT : ENGINE_SEGMENT_ENTERED;
+    return j->trigger.kind == TRIGGER_EVENT ? j->trigger.event : NULL;
+}
+
+bool engine_may_trigger(const journey_t *j, const char *type, const char *name)
+{
+    const char *want = trigger_name(j);
+    return want && type && name && !strcmp(type, "track") && !strcmp(name, want);
+}
+
 bool engine_triggers(const journey_t *j, const json_t *event, engine_ctx_t *ctx)
 {
+    if (!engine_may_trigger(j, json_string_value(json_object_get(event, "type")),
+                            json_string_value(json_object_get(event, "event"))))
+        return false;
     if (j->trigger.kind == TRIGGER_SEGMENT) {
-        /* Membership changes arrive as events in the log (engine.h). */
         const char *seg =
             json_string_value(json_object_get(json_object_get(event, "properties"), "segment"));
-        return event_named(event,
-                           j->trigger.on_leave ? ENGINE_SEGMENT_LEFT : ENGINE_SEGMENT_ENTERED) &&
-               seg && j->trigger.segment && !strcmp(seg, j->trigger.segment);
+        return seg && j->trigger.segment && !strcmp(seg, j->trigger.segment);
     }
-    return j->trigger.kind == TRIGGER_EVENT && event_named(event, j->trigger.event) &&
-           holds(j->trigger.where, ctx, event);
+    return holds(j->trigger.where, ctx, event);
 }
 
 const char *engine_entry_refusal(const journey_t *j, const entry_stats_t *st, int64_t now_ms)

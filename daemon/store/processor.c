@@ -61,7 +61,8 @@
  * whose snapshot is taken after the lock is held. */
 static const char LOCK_SQL[] = "SELECT pg_try_advisory_xact_lock(hashtext('journeyd_processor'))";
 static const char FETCH_SQL[] =
-    "SELECT b.event_id, b.event_txid::text, b.body::text, b.profile_id, b.traits::text"
+    "SELECT b.event_id, b.event_txid::text, b.body::text, b.profile_id, b.traits::text,"
+    " b.body ->> 'type', b.body ->> 'event'"
     " FROM processor_cursors c, journeyd_process_batch(c.txid, c.event_id, $1::int) b"
     " WHERE c.name = 'events'";
 static const char RUNS_SQL[] =
@@ -119,7 +120,8 @@ struct processor {
     char *profile_ids; /* their profiles as an array literal */
     runbatch_t *batch;
     unsigned assign_rounds;
-    metric_t *m_events, *m_batches, *m_sends, *m_errors, *m_batch_seconds, *m_yields;
+    metric_t *m_events, *m_batches, *m_sends, *m_errors, *m_batch_seconds, *m_yields, *m_skipped;
+    unsigned batch_skipped; /* events of the batch no journey could act on */
     metric_t *m_wake_delay;
 };
 
@@ -247,6 +249,8 @@ static void on_committed(db_t *db, PGresult *res, void *arg)
     }
     metric_add(p->m_batches, NULL, 1);
     metric_add(p->m_events, NULL, p->last_batch_rows);
+    metric_add(p->m_skipped, NULL, p->batch_skipped);
+    p->batch_skipped = 0;
     if (p->batch) {
         runbatch_committed(p->batch);
         metric_add(p->m_sends, NULL, (double)runbatch_sends(p->batch));
@@ -386,15 +390,24 @@ static void assign_owners(processor_t *p)
         fail(p, "queueing the owner assignment", NULL);
 }
 
-/* Every event in log order: its profile's runs move, journeys enrol. */
+/* Every event in log order: its profile's runs move, journeys enrol. An
+ * event that no journey is triggered by, of a profile with no run in the
+ * batch, can change nothing: it is not parsed (most page views and
+ * identifies, and every event of a daemon without journeys). */
 static void evaluate(processor_t *p)
 {
     PGresult *ev = p->events;
+    p->batch_skipped = 0;
     for (int i = 0; i < PQntuples(ev); i++) {
         if (PQgetisnull(ev, i, 3))
             continue; /* dropped: it names an erased person */
         int64_t event_id = strtoll(PQgetvalue(ev, i, 0), NULL, 10);
         int64_t profile_id = strtoll(PQgetvalue(ev, i, 3), NULL, 10);
+        if (!runbatch_wants_event(p->batch, profile_id, PQgetvalue(ev, i, 5),
+                                  PQgetisnull(ev, i, 6) ? NULL : PQgetvalue(ev, i, 6))) {
+            p->batch_skipped++;
+            continue;
+        }
         json_t *event = json_loads(PQgetvalue(ev, i, 2), 0, NULL);
         json_t *traits = json_loads(PQgetvalue(ev, i, 4), 0, NULL);
         runbatch_profile(p->batch, profile_id, traits);
@@ -681,6 +694,10 @@ processor_t *processor_new(struct event_base *base, db_t *db, const processor_op
     static const double buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
     p->m_events =
         metric_counter("journeyd_processor_events_total", "Events run through the journeys", NULL);
+    p->m_skipped = metric_counter("journeyd_processor_events_skipped_total",
+                                  "Events no journey could act on (no journey triggered by "
+                                  "their name, no run of their profile), passed over unparsed",
+                                  NULL);
     p->m_batches = metric_counter("journeyd_processor_batches_total",
                                   "Processor transactions committed", NULL);
     p->m_sends =

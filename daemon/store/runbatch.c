@@ -801,6 +801,19 @@ static void note_end(runbatch_t *rb, rb_run_t *r, run_status_t before)
         s->active--;
 }
 
+bool runbatch_wants_event(const runbatch_t *rb, int64_t profile_id, const char *type,
+                          const char *name)
+{
+    for (size_t i = 0; i < rb->n_runs; i++)
+        if (rb->runs[i].profile_id == profile_id)
+            return true;
+    const journey_set_t *set = registry_current(rb->env.registry);
+    for (size_t k = 0; k < set->count; k++)
+        if (engine_may_trigger(set->items[k], type, name))
+            return true;
+    return false;
+}
+
 void runbatch_on_event(runbatch_t *rb, int64_t profile_id, int64_t event_id, const json_t *event)
 {
     /* Runs in flight first: exits, goals, wait_for. */

@@ -119,6 +119,10 @@ void engine_out_free(engine_out_t *out);
 /* Does this event enrol its profile into j (name and `where`; for segment
  * triggers, the membership event of that segment)? */
 bool engine_triggers(const journey_t *j, const json_t *event, engine_ctx_t *ctx);
+/* Could an event of this type and name (NULL unless a track event's) enrol
+ * its profile into j? False means engine_triggers is false for every such
+ * event, whatever its body: a reader may then skip parsing it. */
+bool engine_may_trigger(const journey_t *j, const char *type, const char *name);
 
 /* Why the profile may not enter now (a short reason), or NULL when it may. */
 const char *engine_entry_refusal(const journey_t *j, const entry_stats_t *st, int64_t now_ms);

@@ -53,6 +53,12 @@ bool runbatch_needs_facts(const registry_t *registry);
 extern const char RUNBATCH_FACTS_SQL[]; /* $1: the profile ids, an array literal */
 void runbatch_load_facts(runbatch_t *rb, PGresult *res);
 
+/* Whether runbatch_on_event could do anything with an event of this type
+ * and name (NULL unless a track event's) for profile_id: the profile has a
+ * run in the batch, or some journey may be triggered by such an event. When
+ * not, the caller may skip the event without parsing it. */
+bool runbatch_wants_event(const runbatch_t *rb, int64_t profile_id, const char *type,
+                          const char *name);
 /* An event of profile_id (event_id 0 when none): moves the profile's open
  * runs and enrols the profile in every journey the event triggers. */
 void runbatch_on_event(runbatch_t *rb, int64_t profile_id, int64_t event_id, const json_t *event);

@@ -150,6 +150,55 @@ def post_backlog(tc, requests):
 PROCESSOR_LOCK = "SELECT pg_advisory_xact_lock(hashtext('journeyd_processor'))"
 
 
+CART = """\
+id: cart
+trigger: {event: Cart Started}
+steps:
+  - id: wait_for_order
+    wait_for: {event: Order Completed, timeout: 1h, on_event: thanks, on_timeout: thanks}
+  - id: thanks
+    send: {connector: email, subject: "Thanks {{ event.properties.total }}", text: "x"}
+"""
+
+
+class Skipped(harness.JourneydTestCase):
+    """Events no journey can act on (no journey is triggered by their name and
+    their profile has no run) are passed over without being parsed; an event
+    of a profile with a run in flight is always read."""
+    journeys = {"cart.yaml": CART}
+
+    def post(self, user, event, **props):
+        r = self.journeyd.post("/v1/track", {"userId": user, "event": event,
+                                             "properties": props}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+
+    def settle(self, n):
+        harness.wait_until(lambda: metric(self, "journeyd_processor_events_total") >= n, 15,
+                           what=f"{n} events processed")
+
+    def test_events_no_journey_reads_are_skipped(self):
+        r = self.journeyd.post("/v1/identify", {"userId": "a", "traits": {
+            "email": "a@example.com"}}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        self.post("a", "Order Completed", total=1)  # no run yet: nothing to do
+        self.post("a", "Page Viewed")
+        self.settle(3)
+        self.assertEqual(metric(self, "journeyd_processor_events_skipped_total"), 3)
+        self.assertEqual(self.psql("SELECT traits->>'email' FROM profiles"), [("a@example.com",)])
+        self.post("a", "Cart Started")  # triggers: read
+        self.settle(4)
+        self.assertEqual(metric(self, "journeyd_processor_events_skipped_total"), 3)
+        self.assertEqual(self.psql("SELECT status FROM runs"), [("waiting",)])
+        # The run waits for the order: a's events are read now, whatever
+        # their name; b's are not.
+        self.post("b", "Order Completed", total=5)
+        self.post("a", "Order Completed", total=42)
+        (mail,) = self.smtp.wait_for(1)
+        self.assertEqual(mail.msg["Subject"], "Thanks 42")
+        self.settle(6)
+        self.assertEqual(metric(self, "journeyd_processor_events_skipped_total"), 4)
+
+
 class Backlog(harness.JourneydTestCase):
     def test_batches_grow_while_a_backlog_lasts(self):
         # Another session holds the processor's lock while 6,000 events

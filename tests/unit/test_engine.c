@@ -471,8 +471,31 @@ static void test_migrate_and_state(void)
     journey_free(b);
 }
 
+/* engine_may_trigger agrees with engine_triggers on type and name, and is
+ * false for trigger kinds that no event starts. */
+static void test_may_trigger(void)
+{
+    journey_t *j = J(1);
+    CHECK(engine_may_trigger(j, "track", "Go"));
+    CHECK(!engine_may_trigger(j, "track", "Gone"));
+    CHECK(!engine_may_trigger(j, "page", "Go"));
+    CHECK(!engine_may_trigger(j, "track", NULL));
+    CHECK(!engine_may_trigger(j, NULL, "Go"));
+    j->trigger.kind = TRIGGER_SEGMENT;
+    j->trigger.segment = jd_xstrdup("vip");
+    CHECK(engine_may_trigger(j, "track", ENGINE_SEGMENT_ENTERED));
+    CHECK(!engine_may_trigger(j, "track", ENGINE_SEGMENT_LEFT));
+    j->trigger.on_leave = true;
+    CHECK(engine_may_trigger(j, "track", ENGINE_SEGMENT_LEFT));
+    j->trigger.kind = TRIGGER_API;
+    CHECK(!engine_may_trigger(j, "track", "Go"));
+    j->trigger.kind = TRIGGER_EVENT;
+    journey_free(j);
+}
+
 int main(void)
 {
+    test_may_trigger();
     test_send_wait_send();
     test_wait_for();
     test_branch_split_update_goto();
