@@ -933,35 +933,6 @@ static bool setup_tracking(app_t *app)
     return true;
 }
 
-/* After this many callbacks of HTTP's priority (or lower), the loop looks
- * again for events of a higher one (DB_EVENT_PRIORITY): a database answer
- * or a due flush waits for at most this many requests. Measured under 64
- * connections of single-event requests: 8 to 16 callbacks doubled the
- * overlap of flushes; 64, or none, let all of them gather into one flush
- * that then alternated with the reading of the next ones. */
-#define LOOP_MAX_CALLBACKS 16
-
-/* The event loop: prioritised (see DB_LOOP_PRIORITIES), and with epoll's
- * change list, so that a connection whose interest changes several times in
- * one turn (reading paused, then writing asked for) costs one epoll_ctl
- * instead of one per change. journeyd never dup()s a descriptor, the case
- * libevent warns the change list mishandles. */
-static struct event_base *new_loop(void)
-{
-    struct event_config *cfg = event_config_new();
-    if (!cfg)
-        return NULL;
-    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    event_config_set_max_dispatch_interval(cfg, NULL, LOOP_MAX_CALLBACKS, DB_EVENT_PRIORITY + 1);
-    struct event_base *base = event_base_new_with_config(cfg);
-    event_config_free(cfg);
-    if (base && event_base_priority_init(base, DB_LOOP_PRIORITIES) != 0) {
-        event_base_free(base);
-        base = NULL;
-    }
-    return base;
-}
-
 static int cmd_serve(int argc, char **argv)
 {
     bool help, bad;
@@ -1038,7 +1009,7 @@ static int cmd_serve(int argc, char **argv)
     log_info("journeyd %s: %zu journeys loaded from %s", JOURNEYD_VERSION, n_journeys,
              app.config.journeys_dir);
 
-    app.base = new_loop();
+    app.base = db_loop_new();
     if (!app.base) {
         log_error("cannot create the event loop");
         return 1;

@@ -347,14 +347,14 @@ static void on_bell_timer(evutil_socket_t fd, short what, void *arg)
 
 static void ring(bell_t *b)
 {
-    if (!b)
+    if (!b || !b->timer)
         return;
     b->again = true;
     if (b->in_flight || evtimer_pending(b->timer, NULL))
         return;
     int64_t now = clock_mono_us(), wait = b->rung_us + b->interval_us - now;
     if (b->rung_us && wait > 0) {
-        struct timeval tv = {0, (suseconds_t)wait};
+        struct timeval tv = {(time_t)(wait / 1000000), (suseconds_t)(wait % 1000000)};
         evtimer_add(b->timer, &tv);
         return;
     }
@@ -409,6 +409,8 @@ ingest_t *ingest_new(struct event_base *base, db_t *db, const ingest_opts_t *opt
             (writer_t){.ing = ing, .db = db_open(base, name, opts->conninfo), .owned = true};
         ing->n_writers++;
     }
+    for (unsigned i = 0; i < ing->n_writers; i++)
+        db_set_priority(ing->writers[i].db, DB_EVENT_PRIORITY);
     if (ing->bell)
         for (unsigned i = 0; i < ing->n_writers; i++)
             db_on_connect(ing->writers[i].db, on_writer_connect, ing);
@@ -464,8 +466,10 @@ void ingest_free(ingest_t *ing)
     finish_all(ing->head, INGEST_UNAVAILABLE, ing->m_events);
     for (unsigned i = 0; i < ing->n_writers; i++)
         free(ing->writers[i].rows.p);
-    if (ing->bell)
+    if (ing->bell) {
         event_free(ing->bell->timer);
+        ing->bell->timer = NULL;
+    }
     if (ing->bell && ing->bell->in_flight)
         ing->bell->orphaned = true; /* on_rung frees it */
     else

@@ -65,16 +65,24 @@ void db_set_notify_delay(db_t *db, int delay_ms);
  * of one per commit. It adds at most this much to the latency from an event
  * to a membership change or a run's wake-up. */
 #define DB_NOTIFY_DELAY_MS 20
-/* journeyd's loop has DB_LOOP_PRIORITIES priorities (main.c). Every event
- * of a db, and the ingest's flush timer, runs at DB_EVENT_PRIORITY, the
- * highest; everything else (HTTP connections, timers, curl) keeps libevent's
- * default, the middle one. With the loop's dispatch interval, a database
- * answer or a flush that became due is served within a few callbacks,
- * instead of after every HTTP request that became readable in the same
- * turn: under many small requests the flushes overlap with the reading of
- * the next requests instead of alternating with it (docs/architecture.md). */
+/* journeyd's loop has DB_LOOP_PRIORITIES priorities (main.c). The ingest's
+ * connections (db_set_priority) and its flush timer run at
+ * DB_EVENT_PRIORITY, the highest; everything else (HTTP, timers, curl, the
+ * other connections) keeps libevent's default, the middle one. With the
+ * loop's dispatch interval, a flush that became due, or the answer to one,
+ * is served within a few HTTP callbacks instead of after every request that
+ * became readable in the same turn: under many small requests the flushes
+ * overlap with the reading of the next requests instead of alternating with
+ * it (docs/architecture.md). That work cannot starve the rest: it exists
+ * only for requests that HTTP, at the lower priority, has read. */
 #define DB_LOOP_PRIORITIES 2
 #define DB_EVENT_PRIORITY  0
+/* Runs every event of db at priority (an event_priority_set value) from now
+ * on; by default they keep libevent's default. */
+void db_set_priority(db_t *db, int priority);
+/* journeyd's event loop: DB_LOOP_PRIORITIES priorities, the dispatch
+ * interval, epoll's change list (db.c); NULL when libevent refuses. */
+struct event_base *db_loop_new(void);
 /* Forgets the coalesced notifications not yet reported: for a reader that
  * has just started the pass they asked for. */
 void db_notify_discard(db_t *db);

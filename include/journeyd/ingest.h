@@ -15,9 +15,10 @@
  *     half of the clients' requests are being written while the other half
  *     are still read, instead of all of them in turn);
  *   - the oldest waiting request has waited flush_ms.
- * So a lone request is written at once, and under load every commit carries
- * as many events as possible. When every connection is busy, requests wait
- * for one to finish.
+ * So a lone request is written at once, and under load a commit carries
+ * every request that arrived while the connections were busy (with two
+ * connections, about half of the clients). When every connection is busy,
+ * requests wait for one to finish.
  *
  * A request's callback runs only after the COMMIT that holds all its events
  * returned, so a 2xx always means committed; a request's events are always in

@@ -734,10 +734,52 @@ static void test_bell_interval(const char *ci)
     db_close(listener);
 }
 
+/* A commit inside the interval after a bell is announced when the interval
+ * has passed (the timer), not dropped and not at once. */
+static void test_bell_trailing(const char *ci)
+{
+    bell_listener_t l = {0};
+    db_t *listener = db_open(base, "listener", ci);
+    db_on_notify(listener, on_bell_notify, &l);
+    db_t *bell = db_open(base, "bell", ci);
+    db_t *db = db_open(base, "ingest", ci);
+    ingest_opts_t opts = {.flush_ms = 0,
+                          .batch_rows = 100,
+                          .queue_max = 1000,
+                          .connections = 1,
+                          .doorbell = bell,
+                          .bell_interval_ms = 1000};
+    ingest_t *ing = ingest_new(base, db, &opts);
+    db_t *dbs[] = {listener, bell, db};
+    CHECK(all_connected(dbs, 3, 10000));
+    CHECK(db_query(listener, "LISTEN journeyd_events", 0, NULL, on_setting, &l));
+    CHECK(wait_count(&l.settings, 1, 10000));
+
+    int done = 0;
+    req_t first = {.done = &done}, second = {.done = &done};
+    snprintf(first.prefix, sizeof(first.prefix), "bt-1-");
+    snprintf(second.prefix, sizeof(second.prefix), "bt-2-");
+    CHECK(submit(ing, "web", &first, 1) == INGEST_ACCEPTED);
+    CHECK(wait_count(&l.notifies, 1, 10000)); /* the first bell goes at once */
+    int64_t rung = clock_mono_us();
+    CHECK(submit(ing, "web", &second, 1) == INGEST_ACCEPTED);
+    CHECK(wait_count(&done, 2, 10000));
+    CHECK(l.notifies == 1); /* inside the interval: not yet */
+    CHECK(wait_count(&l.notifies, 2, 10000));
+    int64_t waited_ms = (clock_mono_us() - rung) / 1000;
+    if (waited_ms < 500)
+        unit_fail(__FILE__, __LINE__, "the second bell came %lld ms after the first",
+                  (long long)waited_ms);
+    db_close(db);
+    ingest_free(ing);
+    db_close(bell);
+    db_close(listener);
+}
+
 int main(void)
 {
     pgtest_log_init();
-    base = event_base_new();
+    base = db_loop_new(); /* journeyd's own loop, priorities included */
     char *ci = pgtest_fresh_db(TEST_DB, true);
     check = PQconnectdb(ci);
     CHECK(PQstatus(check) == CONNECTION_OK);
@@ -750,6 +792,7 @@ int main(void)
     test_down_and_free(ci);
     test_doorbell(ci);
     test_bell_interval(ci);
+    test_bell_trailing(ci);
 
     PQfinish(check);
     pgtest_drop_db(TEST_DB);
