@@ -93,7 +93,8 @@ struct runbatch {
     rb_map_t profile_map;
     rb_run_t *runs;
     size_t n_runs, cap_runs;
-    rb_map_t run_map; /* runs loaded from the database, by id */
+    rb_map_t run_map;      /* runs loaded from the database, by id */
+    rb_map_t run_profiles; /* every run of the batch, by its profile */
     rb_send_t *sends;
     size_t n_sends, cap_sends;
     rb_assign_t *assigns;
@@ -225,6 +226,11 @@ static uint64_t run_hash(const runbatch_t *rb, size_t i)
     return mix64((uint64_t)rb->runs[i].id);
 }
 
+static uint64_t run_profile_hash(const runbatch_t *rb, size_t i)
+{
+    return mix64((uint64_t)rb->runs[i].profile_id);
+}
+
 static uint64_t stats_key(const char *journey_id, int64_t profile_id)
 {
     return mix64((uint64_t)profile_id ^ str_hash(journey_id));
@@ -315,6 +321,7 @@ void runbatch_free(runbatch_t *rb)
         free(rb->stats[i].recent);
     map_free(&rb->profile_map);
     map_free(&rb->run_map);
+    map_free(&rb->run_profiles);
     map_free(&rb->stats_map);
     free(rb->profiles);
     free(rb->runs);
@@ -514,6 +521,7 @@ void runbatch_load_run(runbatch_t *rb, PGresult *res, int row)
     }
     rb->runs = grow(rb->runs, &rb->cap_runs, rb->n_runs, sizeof(*rb->runs));
     rb->runs[rb->n_runs] = r;
+    map_add(rb, &rb->run_profiles, run_profile_hash, rb->n_runs);
     map_add(rb, &rb->run_map, run_hash, rb->n_runs++);
 }
 
@@ -804,9 +812,12 @@ static void note_end(runbatch_t *rb, rb_run_t *r, run_status_t before)
 bool runbatch_wants_event(const runbatch_t *rb, int64_t profile_id, const char *type,
                           const char *name)
 {
-    for (size_t i = 0; i < rb->n_runs; i++)
-        if (rb->runs[i].profile_id == profile_id)
-            return true;
+    const rb_map_t *m = &rb->run_profiles;
+    if (m->mask)
+        for (size_t k = (size_t)mix64((uint64_t)profile_id) & m->mask; m->slots[k];
+             k = (k + 1) & m->mask)
+            if (rb->runs[m->slots[k] - 1].profile_id == profile_id)
+                return true;
     const journey_set_t *set = registry_current(rb->env.registry);
     for (size_t k = 0; k < set->count; k++)
         if (engine_may_trigger(set->items[k], type, name))
@@ -861,6 +872,7 @@ void runbatch_on_event(runbatch_t *rb, int64_t profile_id, int64_t event_id, con
         r->j = j;
         snprintf(r->hash, sizeof(r->hash), "%s", j->hash);
         r->profile_id = profile_id;
+        map_add(rb, &rb->run_profiles, run_profile_hash, rb->n_runs - 1);
         r->trigger_event_id = event_id;
         r->trigger_event = json_deep_copy(event);
         r->loaded_status = RUN_ACTIVE;

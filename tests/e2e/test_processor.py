@@ -198,6 +198,23 @@ class Skipped(harness.JourneydTestCase):
         self.settle(6)
         self.assertEqual(metric(self, "journeyd_processor_events_skipped_total"), 4)
 
+    def test_a_run_started_in_the_same_batch_reads_the_next_events(self):
+        r = self.journeyd.post("/v1/identify", {"userId": "c", "traits": {
+            "email": "c@example.com"}}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        self.settle(1)
+        # One request, so one transaction, so one batch: the order comes
+        # after the run that waits for it began, in the same batch.
+        batch = [{"type": "track", "userId": "c", "event": "Cart Started"},
+                 {"type": "track", "userId": "c", "event": "Order Completed",
+                  "properties": {"total": 7}}]
+        r = self.journeyd.post("/v1/batch", {"batch": batch}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        (mail,) = self.smtp.wait_for(1)
+        self.assertEqual(mail.msg["Subject"], "Thanks 7")
+        self.settle(3)
+        self.assertEqual(metric(self, "journeyd_processor_events_skipped_total"), 1)
+
 
 class Backlog(harness.JourneydTestCase):
     def test_batches_grow_while_a_backlog_lasts(self):
