@@ -147,7 +147,7 @@ struct segments {
     long long run_changes;      /* the members it added and removed so far */
     long long run_from;         /* the id it started from */
     int64_t compute_started_us; /* when the batch in flight was sent */
-    metric_t *m_entered, *m_left, *m_quiet, *m_errors, *m_batches, *m_skipped;
+    metric_t *m_entered, *m_left, *m_quiet, *m_errors, *m_batches, *m_skipped, *m_events;
 };
 
 static const char *state_name(seg_state_t st)
@@ -485,6 +485,7 @@ static void on_committed(db_t *db, PGresult *res, void *arg)
         return;
     }
     metric_add(s->m_batches, NULL, 1);
+    metric_add(s->m_events, NULL, s->last_batch_rows);
     if (s->last_batch_rows >= s->opts.batch_events)
         s->kicked = true; /* more may be waiting */
     go_idle(s);
@@ -981,6 +982,10 @@ segments_t *segments_new(struct event_base *base, db_t *db, const segments_opts_
                                 NULL);
     s->m_errors = metric_counter("journeyd_segments_errors_total",
                                  "Segment statements that failed and were retried", NULL);
+    s->m_events = metric_counter("journeyd_segments_events_total",
+                                 "Events the incremental segments reader read (none while no "
+                                 "segment is defined: its cursor follows the processor's)",
+                                 NULL);
     s->m_batches = metric_counter("journeyd_segments_batches_total",
                                   "Incremental segment transactions committed", NULL);
     s->m_skipped = metric_counter("journeyd_segments_skipped_total",

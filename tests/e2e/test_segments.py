@@ -382,6 +382,8 @@ class NoSegments(SegmentCase):
         harness.wait_until(lambda: self.cursors()[1] == self.cursors()[0], 10,
                            what=f"segments cursor == processor cursor ({self.cursors()})")
         self.assertEqual(self.psql("SELECT count(*) FROM segment_members")[0][0], "0")
+        # It followed without reading a single event.
+        self.assertEqual(metric(self, "journeyd_segments_events_total"), 0)
         self.write("segments/vip.yaml", VIP)
         r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
         self.assertEqual(r.status, 200, r.body)
@@ -389,6 +391,7 @@ class NoSegments(SegmentCase):
         self.identify("d", plan="pro")
         self.identify("a", plan="free")
         self.wait_members("vip", ["b", "c", "d"])
+        self.assertGreaterEqual(metric(self, "journeyd_segments_events_total"), 2)
 
 
 class Statistics(SegmentCase):
