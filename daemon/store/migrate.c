@@ -173,7 +173,11 @@ int migrate_run(const char *conninfo)
     int rc = 1;
     PGresult *res = NULL;
     char *why = NULL;
-    PGconn *conn = PQconnectdb(conninfo);
+    /* As the daemon's connections read it (db.c): a conninfo string, a URI
+     * or a bare database name; named in pg_stat_activity. */
+    const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *const values[] = {conninfo, "journeyd/migrate", NULL};
+    PGconn *conn = PQconnectdbParams(keys, values, 1);
     if (PQstatus(conn) != CONNECTION_OK) {
         fprintf(stderr, "journeyd migrate: cannot connect to the database: %s",
                 PQerrorMessage(conn));
