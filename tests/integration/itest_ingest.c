@@ -567,11 +567,45 @@ static void on_setting(db_t *db, PGresult *res, void *arg)
     l->settings++;
 }
 
-static void on_ignore(db_t *db, PGresult *res, void *arg)
+static void on_counted_result(db_t *db, PGresult *res, void *arg)
 {
     (void)db;
     (void)res;
-    (void)arg;
+    (*(int *)arg)++;
+}
+
+/* An ingest with a doorbell, and a session listening for its bells. */
+typedef struct bell_rig {
+    bell_listener_t l;
+    db_t *listener, *bell, *db;
+    ingest_t *ing;
+} bell_rig_t;
+
+/* Opens the rig with opts (its doorbell and conninfo are set here) and
+ * returns once every connection is up and the listener listens. */
+static void rig_open(bell_rig_t *r, const char *ci, ingest_opts_t opts)
+{
+    *r = (bell_rig_t){0};
+    r->listener = db_open(base, "listener", ci);
+    db_on_notify(r->listener, on_bell_notify, &r->l);
+    r->bell = db_open(base, "bell", ci);
+    r->db = db_open(base, "ingest", ci);
+    opts.conninfo = ci;
+    opts.doorbell = r->bell;
+    r->ing = ingest_new(base, r->db, &opts);
+    db_t *dbs[] = {r->listener, r->bell, r->db};
+    CHECK(all_connected(dbs, 3, 10000));
+    int listening = 0;
+    CHECK(db_query(r->listener, "LISTEN journeyd_events", 0, NULL, on_counted_result, &listening));
+    CHECK(wait_count(&listening, 1, 10000));
+}
+
+static void rig_close(bell_rig_t *r)
+{
+    db_close(r->db);
+    ingest_free(r->ing);
+    db_close(r->bell);
+    db_close(r->listener);
 }
 
 /* The doorbell: a commit is announced (NOTIFY journeyd_events) from the
@@ -602,35 +636,23 @@ static void test_doorbell(const char *ci)
     CHECK(check_notifications() == 1);
     exec_check("UNLISTEN journeyd_events");
 
-    bell_listener_t l = {0};
-    db_t *listener = db_open(base, "listener", ci);
-    db_on_notify(listener, on_bell_notify, &l);
-    db_t *bell = db_open(base, "bell", ci);
-    db_t *db = db_open(base, "ingest", ci);
-    ingest_opts_t opts = {.flush_ms = 1,
-                          .batch_rows = 100,
-                          .queue_max = 1000,
-                          .connections = 2,
-                          .conninfo = ci,
-                          .doorbell = bell,
-                          .bell_interval_ms = 50};
-    ingest_t *ing = ingest_new(base, db, &opts);
-    db_t *dbs[] = {listener, bell, db};
-    CHECK(all_connected(dbs, 3, 10000));
-    CHECK(db_query(listener, "LISTEN journeyd_events", 0, NULL, on_ignore, NULL));
+    bell_rig_t rig;
+    rig_open(
+        &rig, ci,
+        (ingest_opts_t){.flush_ms = 1, .batch_rows = 100, .queue_max = 1000, .connections = 2});
     /* The ingest connection said so when it connected. */
-    CHECK(db_query(db, "SELECT current_setting('journeyd.notify_events', true)", 0, NULL,
-                   on_setting, &l));
-    CHECK(wait_count(&l.settings, 1, 10000));
-    CHECK_STR(l.setting, "off");
+    CHECK(db_query(rig.db, "SELECT current_setting('journeyd.notify_events', true)", 0, NULL,
+                   on_setting, &rig.l));
+    CHECK(wait_count(&rig.l.settings, 1, 10000));
+    CHECK_STR(rig.l.setting, "off");
 
     int done = 0;
     req_t r = {.done = &done};
     snprintf(r.prefix, sizeof(r.prefix), "bell-1-");
-    CHECK(submit(ing, "web", &r, 3) == INGEST_ACCEPTED);
+    CHECK(submit(rig.ing, "web", &r, 3) == INGEST_ACCEPTED);
     CHECK(wait_count(&done, 1, 10000));
     CHECK(r.status == INGEST_COMMITTED && r.visible == 3);
-    CHECK(wait_count(&l.notifies, 1, 10000));
+    CHECK(wait_count(&rig.l.notifies, 1, 10000));
     /* Many commits at once: the bells do not pile up (one in flight, one
      * more after it), and the last commit is announced after it returned. */
     enum { N = 40 };
@@ -639,25 +661,22 @@ static void test_doorbell(const char *ci)
     for (int i = 0; i < N; i++) {
         many[i] = (req_t){.done = &done};
         snprintf(many[i].prefix, sizeof(many[i].prefix), "bell-m%02d-", i);
-        CHECK(submit(ing, "web", &many[i], 1) == INGEST_ACCEPTED);
+        CHECK(submit(rig.ing, "web", &many[i], 1) == INGEST_ACCEPTED);
     }
     CHECK(wait_count(&done, N, 10000));
-    CHECK(wait_count(&l.notifies, 2, 10000));
+    CHECK(wait_count(&rig.l.notifies, 2, 10000));
     int never = 0;
     (void)wait_count(&never, 1, 300); /* the last bells arrive */
-    CHECK(l.notifies <= 1 + N);
+    CHECK(rig.l.notifies <= 1 + N);
 
     /* Freed with a bell in flight (rung by this commit, not yet answered):
      * the bell's state outlives the ingest until its answer (ASan). */
     done = 0;
     req_t last = {.done = &done};
     snprintf(last.prefix, sizeof(last.prefix), "bell-last-");
-    CHECK(submit(ing, "web", &last, 1) == INGEST_ACCEPTED);
+    CHECK(submit(rig.ing, "web", &last, 1) == INGEST_ACCEPTED);
     CHECK(wait_count(&done, 1, 10000));
-    db_close(db);
-    ingest_free(ing);
-    db_close(bell);
-    db_close(listener);
+    rig_close(&rig);
 }
 
 typedef struct ticker {
@@ -683,23 +702,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
  * it), not once per commit. */
 static void test_bell_interval(const char *ci)
 {
-    bell_listener_t l = {0};
-    db_t *listener = db_open(base, "listener", ci);
-    db_on_notify(listener, on_bell_notify, &l);
-    db_t *bell = db_open(base, "bell", ci);
-    db_t *db = db_open(base, "ingest", ci);
-    ingest_opts_t opts = {.flush_ms = 0,
-                          .batch_rows = 100,
-                          .queue_max = 1000,
-                          .connections = 2,
-                          .conninfo = ci,
-                          .doorbell = bell,
-                          .bell_interval_ms = 50};
-    ingest_t *ing = ingest_new(base, db, &opts);
-    db_t *dbs[] = {listener, bell, db};
-    CHECK(all_connected(dbs, 3, 10000));
-    CHECK(db_query(listener, "LISTEN journeyd_events", 0, NULL, on_setting, &l));
-    CHECK(wait_count(&l.settings, 1, 10000));
+    bell_rig_t rig;
+    rig_open(&rig, ci,
+             (ingest_opts_t){.flush_ms = 0,
+                             .batch_rows = 100,
+                             .queue_max = 1000,
+                             .connections = 2,
+                             .bell_interval_ms = 50});
 
     enum { N = 300 };
     req_t *reqs = jd_xcalloc(N, sizeof(*reqs));
@@ -709,7 +718,7 @@ static void test_bell_interval(const char *ci)
         snprintf(reqs[i].prefix, sizeof(reqs[i].prefix), "bi-%03d-", i);
     }
     long flushes0 = metric_total("journeyd_ingest_flushes_total");
-    ticker_t t = {.ing = ing, .reqs = reqs, .n = N};
+    ticker_t t = {.ing = rig.ing, .reqs = reqs, .n = N};
     t.ev = event_new(base, -1, EV_PERSIST, on_tick, &t);
     struct timeval every = {0, 1000};
     int64_t t0 = clock_mono_us();
@@ -719,61 +728,46 @@ static void test_bell_interval(const char *ci)
     long flushes = metric_total("journeyd_ingest_flushes_total") - flushes0;
     int never = 0;
     (void)wait_count(&never, 1, 200); /* the last bell */
-    CHECK(l.notifies >= 1);
+    CHECK(rig.l.notifies >= 1);
     /* At most one bell per interval (and the last one), far fewer than the
      * commits they announce. */
-    if (l.notifies > took_ms / 50 + 3 || flushes < 2 * l.notifies)
-        unit_fail(__FILE__, __LINE__, "%d bells for %ld commits in %lld ms", l.notifies, flushes,
-                  (long long)took_ms);
+    if (rig.l.notifies > took_ms / 50 + 3 || flushes < 2 * rig.l.notifies)
+        unit_fail(__FILE__, __LINE__, "%d bells for %ld commits in %lld ms", rig.l.notifies,
+                  flushes, (long long)took_ms);
     CHECK(count1("SELECT count(*) FROM events WHERE message_id LIKE 'bi-%'", NULL) == N);
     event_free(t.ev);
     free(reqs);
-    db_close(db);
-    ingest_free(ing);
-    db_close(bell);
-    db_close(listener);
+    rig_close(&rig);
 }
 
 /* A commit inside the interval after a bell is announced when the interval
  * has passed (the timer), not dropped and not at once. */
 static void test_bell_trailing(const char *ci)
 {
-    bell_listener_t l = {0};
-    db_t *listener = db_open(base, "listener", ci);
-    db_on_notify(listener, on_bell_notify, &l);
-    db_t *bell = db_open(base, "bell", ci);
-    db_t *db = db_open(base, "ingest", ci);
-    ingest_opts_t opts = {.flush_ms = 0,
-                          .batch_rows = 100,
-                          .queue_max = 1000,
-                          .connections = 1,
-                          .doorbell = bell,
-                          .bell_interval_ms = 1000};
-    ingest_t *ing = ingest_new(base, db, &opts);
-    db_t *dbs[] = {listener, bell, db};
-    CHECK(all_connected(dbs, 3, 10000));
-    CHECK(db_query(listener, "LISTEN journeyd_events", 0, NULL, on_setting, &l));
-    CHECK(wait_count(&l.settings, 1, 10000));
+    bell_rig_t rig;
+    rig_open(&rig, ci,
+             (ingest_opts_t){.flush_ms = 0,
+                             .batch_rows = 100,
+                             .queue_max = 1000,
+                             .connections = 1,
+                             .bell_interval_ms = 1000});
 
     int done = 0;
     req_t first = {.done = &done}, second = {.done = &done};
     snprintf(first.prefix, sizeof(first.prefix), "bt-1-");
     snprintf(second.prefix, sizeof(second.prefix), "bt-2-");
-    CHECK(submit(ing, "web", &first, 1) == INGEST_ACCEPTED);
-    CHECK(wait_count(&l.notifies, 1, 10000)); /* the first bell goes at once */
+    CHECK(submit(rig.ing, "web", &first, 1) == INGEST_ACCEPTED);
+    CHECK(wait_count(&rig.l.notifies, 1, 10000)); /* the first bell goes at once */
     int64_t rung = clock_mono_us();
-    CHECK(submit(ing, "web", &second, 1) == INGEST_ACCEPTED);
+    CHECK(submit(rig.ing, "web", &second, 1) == INGEST_ACCEPTED);
     CHECK(wait_count(&done, 2, 10000));
-    CHECK(l.notifies == 1); /* inside the interval: not yet */
-    CHECK(wait_count(&l.notifies, 2, 10000));
+    CHECK(rig.l.notifies == 1); /* inside the interval: not yet */
+    CHECK(wait_count(&rig.l.notifies, 2, 10000));
     int64_t waited_ms = (clock_mono_us() - rung) / 1000;
     if (waited_ms < 500)
         unit_fail(__FILE__, __LINE__, "the second bell came %lld ms after the first",
                   (long long)waited_ms);
-    db_close(db);
-    ingest_free(ing);
-    db_close(bell);
-    db_close(listener);
+    rig_close(&rig);
 }
 
 int main(void)
