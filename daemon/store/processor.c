@@ -122,6 +122,7 @@ struct processor {
     unsigned assign_rounds;
     metric_t *m_events, *m_batches, *m_sends, *m_errors, *m_batch_seconds, *m_yields, *m_skipped;
     unsigned batch_skipped; /* events of the batch no journey could act on */
+    bool batch_wrote;       /* the batch wrote runs, sends, traits or counts */
     metric_t *m_wake_delay;
 };
 
@@ -254,7 +255,9 @@ static void on_committed(db_t *db, PGresult *res, void *arg)
     if (p->batch) {
         runbatch_committed(p->batch);
         metric_add(p->m_sends, NULL, (double)runbatch_sends(p->batch));
-        if (p->opts.on_commit)
+        /* Only a batch that wrote can have given the scheduler work: under
+         * load most write nothing, and a scheduler pass is four statements. */
+        if (p->batch_wrote && p->opts.on_commit)
             p->opts.on_commit(p->opts.on_commit_arg);
     }
     int64_t now = clock_mono_us();
@@ -315,7 +318,8 @@ static void on_written(db_t *db, PGresult *res, void *arg)
 static void write_batch(processor_t *p)
 {
     char *params[3];
-    if (!runbatch_write_params(p->batch, params)) {
+    p->batch_wrote = runbatch_write_params(p->batch, params);
+    if (!p->batch_wrote) {
         for (int i = 0; i < 3; i++)
             free(params[i]);
         write_cursor(p);
@@ -623,6 +627,7 @@ static void begin_batch(processor_t *p)
     if (!db_connected(p->db))
         return; /* the poll timer tries again once it is back */
     p->batch_start_us = clock_mono_us();
+    p->batch_wrote = false;
     set_state(p, PROC_BEGIN);
     if (!db_query(p->db, "BEGIN", 0, NULL, on_begun, p))
         fail(p, "queueing BEGIN", NULL);

@@ -76,7 +76,7 @@ struct scheduler {
     char **due_ids;
     int64_t *due_ms;
     size_t n_due, next_due;
-    metric_t *m_wakes, *m_lateness, *m_fired, *m_enrolled, *m_errors;
+    metric_t *m_wakes, *m_lateness, *m_fired, *m_enrolled, *m_errors, *m_passes;
 };
 
 static const char *state_name(sched_state_t s)
@@ -642,6 +642,7 @@ static void start_pass(scheduler_t *s)
         arm_timer(s, s->opts.poll_ms);
         return;
     }
+    metric_add(s->m_passes, NULL, 1);
     if (s->need_sync)
         sync_schedules(s);
     else
@@ -720,6 +721,8 @@ scheduler_t *scheduler_new(struct event_base *base, db_t *db, const scheduler_op
                                    "Profiles enrolled by scheduled journeys", "journey");
     s->m_errors = metric_counter("journeyd_scheduler_errors_total",
                                  "Scheduler transactions that failed and were retried", NULL);
+    s->m_passes = metric_counter("journeyd_scheduler_passes_total",
+                                 "Scheduler passes: due schedules, then due runs", NULL);
     db_on_connect(db, on_connect, s);
     db_on_notify(db, on_notify, s);
     db_set_notify_delay(db, DB_NOTIFY_DELAY_MS);

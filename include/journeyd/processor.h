@@ -26,7 +26,8 @@ typedef struct processor_opts {
     void *channel_ctx;
     tzdb_t *tzdb;
     const tz_t *default_tz;
-    void (*on_commit)(void *arg); /* after each batch that committed (wakes the scheduler) */
+    void (*on_commit)(void *arg); /* after each batch that committed a write (wakes the
+                                     scheduler) */
     void *on_commit_arg;
     /* ingest_busy_share of the process's ingest, or NULL: while behind
      * during a burst, the processor pauses between batches for ingest. */

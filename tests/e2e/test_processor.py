@@ -60,9 +60,10 @@ class OneBatch(harness.JourneydTestCase):
 
 
     def test_first_sights_in_one_batch(self):
-        # Everyone here is new when the batch begins. A first sight is one
-        # statement (migration 012) unless an earlier event of the batch
-        # attached one of its ids: then it must find that profile.
+        # Everyone here is new when the batch begins. First sights are
+        # created by the statement that reads the batch (migration 016)
+        # unless an earlier event of the batch named one of their ids: then
+        # they must find that profile.
         batch = [
             {"type": "track", "userId": "n1", "event": "Probe", "properties": {"n": 1}},
             {"type": "identify", "userId": "n1", "traits": {"plan": "pro", "gone": None}},
@@ -99,6 +100,40 @@ class OneBatch(harness.JourneydTestCase):
                            what="4 messages")
         rows = self.psql("SELECT payload->'email'->>'subject', profile_id FROM outbox ORDER BY id")
         self.assertEqual(rows, [("1 ", p1), ("2 ", p3), ("3 ", p5), ("4 pro", p1)])
+
+    def test_profiles_of_a_batch_are_numbered_in_log_order(self):
+        # First sights created before the loop and profiles created in it
+        # are numbered in log order, which decides merges: the lower id
+        # survives, and within one transaction (equal update times) its
+        # traits win.
+        batch = [
+            # An alias names v1 before anyone uses it as a userId: v1 is
+            # remembered as an anonymousId, and the userId v1 that follows
+            # is someone else (an alias looks its previousId up as both).
+            {"type": "alias", "previousId": "v1", "userId": "m1"},
+            {"type": "track", "userId": "v1", "event": "Seen"},
+            # q1 is created in the loop (an email trait), r1 before it (a
+            # first sight), yet q1 is older, so it survives the merge and
+            # keeps its plan.
+            {"type": "identify", "userId": "q1", "traits": {"email": "q@example.com",
+                                                            "plan": "old"}},
+            {"type": "identify", "userId": "r1", "traits": {"plan": "new"}},
+            {"type": "identify", "userId": "r1", "traits": {"email": "q@example.com"}},
+        ]
+        r = self.journeyd.post("/v1/batch", {"batch": batch}, key=K)
+        self.assertEqual(r.status, 200, r.body)
+        harness.wait_until(lambda: processed(self) >= len(batch), 15,
+                           what="the batch processed")
+        ids = dict(self.psql("SELECT kind || ':' || value, profile_id FROM identities"))
+        m1, v1, q1 = ids["user_id:m1"], ids["user_id:v1"], ids["user_id:q1"]
+        self.assertEqual(ids, {"user_id:m1": m1, "anonymous_id:v1": m1, "user_id:v1": v1,
+                               "user_id:q1": q1, "email:q@example.com": q1, "user_id:r1": q1})
+        rows = self.psql("SELECT id, traits::text, merged_into FROM profiles ORDER BY id")
+        self.assertEqual(len(rows), 4, rows)
+        r1 = rows[3][0]
+        self.assertEqual(rows, [(m1, "{}", None), (v1, "{}", None),
+                                (q1, '{"plan": "old", "email": "q@example.com"}', None),
+                                (r1, '{"plan": "new"}', q1)])
 
 
 class Wakeups(harness.JourneydTestCase):
@@ -197,6 +232,25 @@ class Skipped(harness.JourneydTestCase):
         self.assertEqual(mail.msg["Subject"], "Thanks 42")
         self.settle(6)
         self.assertEqual(metric(self, "journeyd_processor_events_skipped_total"), 4)
+
+    def test_batches_that_write_nothing_leave_the_scheduler_alone(self):
+        # A batch that wrote runs wakes the scheduler; one that wrote nothing
+        # (most, under load) must not: a scheduler pass is four statements.
+        # Left alone, the scheduler passes once a second (its poll).
+        self.post("c", "Cart Started")
+        harness.wait_until(lambda: self.psql("SELECT count(*) FROM runs")[0][0] == "1", 15,
+                           what="the run")
+        passes = metric(self, "journeyd_scheduler_passes_total")
+        batches = metric(self, "journeyd_processor_batches_total")
+        began = time.monotonic()
+        for i in range(20):
+            self.post(f"v{i}", "Page Viewed")
+            harness.wait_until(
+                lambda i=i: metric(self, "journeyd_processor_batches_total") >= batches + i + 1,
+                15, interval=0.005, what=f"batch {i + 1}")
+        elapsed = time.monotonic() - began
+        passes = metric(self, "journeyd_scheduler_passes_total") - passes
+        self.assertLessEqual(passes, elapsed + 2, f"{passes} passes in {elapsed:.1f} s")
 
     def test_a_run_started_in_the_same_batch_reads_the_next_events(self):
         r = self.journeyd.post("/v1/identify", {"userId": "c", "traits": {

@@ -384,6 +384,19 @@ class NoSegments(SegmentCase):
         self.assertEqual(self.psql("SELECT count(*) FROM segment_members")[0][0], "0")
         # It followed without reading a single event.
         self.assertEqual(metric(self, "journeyd_segments_events_total"), 0)
+        # And at its poll (once a second), not after each of the
+        # processor's commits.
+        followed = metric(self, "journeyd_segments_batches_total")
+        batches = metric(self, "journeyd_processor_batches_total")
+        began = time.monotonic()
+        for i in range(20):
+            self.identify(f"n{i}", plan="free")
+            harness.wait_until(
+                lambda i=i: metric(self, "journeyd_processor_batches_total") >= batches + i + 1,
+                15, interval=0.005, what=f"batch {i + 1}")
+        elapsed = time.monotonic() - began
+        followed = metric(self, "journeyd_segments_batches_total") - followed
+        self.assertLessEqual(followed, elapsed + 2, f"{followed} follows in {elapsed:.1f} s")
         self.write("segments/vip.yaml", VIP)
         r = self.journeyd.post("/v1/journeys/reload", bearer=ADMIN)
         self.assertEqual(r.status, 200, r.body)
