@@ -97,29 +97,26 @@ BEGIN
             FROM l
             ORDER BY l.txid, l.id),
         -- Where each unknown userId and anonymousId first appears in the
-        -- batch (a known one is no first sight's), as one map each, looked
-        -- up per event: no join, whose method a plan made on small tables
+        -- batch (a known one is no first sight's), as two maps, looked up
+        -- per event: no join, whose method a plan made on small tables
         -- could get wrong (a nested loop over the batch, squared). An alias
         -- looks its previousId up as both.
-        previous AS (
-            SELECT k.body ->> 'previousId' AS v, k.ord FROM k
-            WHERE NOT screen AND k.type = 'alias' AND k.body ->> 'previousId' IS NOT NULL),
-        first_user AS (
-            SELECT jsonb_object_agg(a.v, a.ord) AS m
-            FROM (SELECT u.v, min(u.ord) AS ord
-                  FROM (SELECT k.user_id, k.ord FROM k
-                        WHERE NOT screen AND k.user_id IS NOT NULL AND k.by_user IS NULL
+        first AS (
+            SELECT jsonb_object_agg(a.v, a.ord) FILTER (WHERE a.is_user) AS users,
+                   jsonb_object_agg(a.v, a.ord) FILTER (WHERE NOT a.is_user) AS anons
+            FROM (SELECT n.is_user, n.v, min(n.ord) AS ord
+                  FROM (SELECT true, k.user_id, k.ord FROM k
+                        WHERE k.user_id IS NOT NULL AND k.by_user IS NULL
                         UNION ALL
-                        SELECT previous.v, previous.ord FROM previous) AS u (v, ord)
-                  GROUP BY u.v) AS a),
-        first_anon AS (
-            SELECT jsonb_object_agg(a.v, a.ord) AS m
-            FROM (SELECT u.v, min(u.ord) AS ord
-                  FROM (SELECT k.anonymous_id, k.ord FROM k
-                        WHERE NOT screen AND k.anonymous_id IS NOT NULL AND k.by_anon IS NULL
+                        SELECT false, k.anonymous_id, k.ord FROM k
+                        WHERE k.anonymous_id IS NOT NULL AND k.by_anon IS NULL
                         UNION ALL
-                        SELECT previous.v, previous.ord FROM previous) AS u (v, ord)
-                  GROUP BY u.v) AS a),
+                        SELECT x.is_user, k.body ->> 'previousId', k.ord
+                        FROM k, (VALUES (true), (false)) AS x (is_user)
+                        WHERE k.type = 'alias' AND k.body ->> 'previousId' IS NOT NULL)
+                       AS n (is_user, v, ord)
+                  WHERE NOT screen
+                  GROUP BY n.is_user, n.v) AS a),
         f AS MATERIALIZED (
             SELECT k.*,
                    CASE WHEN k.type <> 'alias'
@@ -133,9 +130,9 @@ BEGIN
                        AND (jsonb_typeof(k.t) IS DISTINCT FROM 'object'
                             OR (k.t ->> 'email') IS NULL)
                        AND (k.user_id IS NULL
-                            OR ((SELECT m FROM first_user) ->> k.user_id)::bigint = k.ord)
+                            OR ((SELECT users FROM first) ->> k.user_id)::bigint = k.ord)
                        AND (k.anonymous_id IS NULL
-                            OR ((SELECT m FROM first_anon) ->> k.anonymous_id)::bigint = k.ord)
+                            OR ((SELECT anons FROM first) ->> k.anonymous_id)::bigint = k.ord)
                        AS fresh,
                    CASE WHEN k.new_id IS NULL THEN NULL
                         WHEN jsonb_typeof(k.t) = 'object' AND k.t <> '{}'::jsonb

@@ -169,6 +169,27 @@ def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def metric(tc, name):
+    """The value of an unlabelled metric of tc's journeyd (GET /metrics)."""
+    for line in tc.journeyd.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def batches_one_by_one(tc, post, n):
+    """Calls post(i) for i in range(n), each time waiting until the
+    processor has committed one more batch, so that each event has a batch
+    of its own. Returns the seconds it took."""
+    batches = metric(tc, "journeyd_processor_batches_total")
+    began = time.monotonic()
+    for i in range(n):
+        post(i)
+        wait_until(lambda i=i: metric(tc, "journeyd_processor_batches_total") >= batches + i + 1,
+                   15, interval=0.005, what=f"batch {i + 1}")
+    return time.monotonic() - began
+
+
 def make_tmpdir(prefix="e2e-"):
     """A new private folder for one test: under $JOURNEYD_TEST_STATE/e2e when
     set (ctest), else under $TMPDIR. The caller removes it (remove_tmpdir)."""

@@ -167,11 +167,7 @@ class Wakeups(harness.JourneydTestCase):
                          [("first",), ("late",)])
 
 
-def metric(tc, name):
-    for line in tc.journeyd.get("/metrics").body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
+metric = harness.metric
 
 
 def post_backlog(tc, requests):
@@ -241,14 +237,7 @@ class Skipped(harness.JourneydTestCase):
         harness.wait_until(lambda: self.psql("SELECT count(*) FROM runs")[0][0] == "1", 15,
                            what="the run")
         passes = metric(self, "journeyd_scheduler_passes_total")
-        batches = metric(self, "journeyd_processor_batches_total")
-        began = time.monotonic()
-        for i in range(20):
-            self.post(f"v{i}", "Page Viewed")
-            harness.wait_until(
-                lambda i=i: metric(self, "journeyd_processor_batches_total") >= batches + i + 1,
-                15, interval=0.005, what=f"batch {i + 1}")
-        elapsed = time.monotonic() - began
+        elapsed = harness.batches_one_by_one(self, lambda i: self.post(f"v{i}", "Page Viewed"), 20)
         passes = metric(self, "journeyd_scheduler_passes_total") - passes
         self.assertLessEqual(passes, elapsed + 2, f"{passes} passes in {elapsed:.1f} s")
 

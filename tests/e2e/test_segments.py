@@ -229,11 +229,7 @@ where:
 """
 
 
-def metric(tc, name):
-    for line in tc.journeyd.get("/metrics").body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
+metric = harness.metric
 
 
 class EventSegments(SegmentCase):
@@ -387,14 +383,8 @@ class NoSegments(SegmentCase):
         # And at its poll (once a second), not after each of the
         # processor's commits.
         followed = metric(self, "journeyd_segments_batches_total")
-        batches = metric(self, "journeyd_processor_batches_total")
-        began = time.monotonic()
-        for i in range(20):
-            self.identify(f"n{i}", plan="free")
-            harness.wait_until(
-                lambda i=i: metric(self, "journeyd_processor_batches_total") >= batches + i + 1,
-                15, interval=0.005, what=f"batch {i + 1}")
-        elapsed = time.monotonic() - began
+        elapsed = harness.batches_one_by_one(self, lambda i: self.identify(f"n{i}", plan="free"),
+                                             20)
         followed = metric(self, "journeyd_segments_batches_total") - followed
         self.assertLessEqual(followed, elapsed + 2, f"{followed} follows in {elapsed:.1f} s")
         self.write("segments/vip.yaml", VIP)
