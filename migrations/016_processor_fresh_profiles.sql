@@ -33,9 +33,10 @@
 --     previousId (an alias looks its previousId up as both). So no earlier
 --     event attached either id or looked it up, and creating them before
 --     the loop changes nothing an earlier event sees,
---   * and no identity is suppressed (erasure; with a suppression list the
---     loop screens every event first, and first sights keep their own
---     statement, as in version 12).
+--   * and it is not screened out (erasure: none of its ids is suppressed;
+--     the loop drops such events). An event that would have been first but
+--     for an earlier event that the screen drops takes version 12's
+--     statement of its own in the loop.
 --
 -- In log order, such an event finds none of its ids and creates a profile
 -- with its traits (null values dropped, as journeyd_merge_traits does) and
@@ -115,9 +116,8 @@ BEGIN
                         FROM k, (VALUES (true), (false)) AS x (is_user)
                         WHERE k.type = 'alias' AND k.body ->> 'previousId' IS NOT NULL)
                        AS n (is_user, v, ord)
-                  WHERE NOT screen
                   GROUP BY n.is_user, n.v) AS a),
-        f AS MATERIALIZED (
+        g AS (
             SELECT k.*,
                    CASE WHEN k.type <> 'alias'
                           AND (k.t IS NULL OR k.t = '{}'::jsonb OR jsonb_typeof(k.t) <> 'object')
@@ -125,7 +125,7 @@ BEGIN
                           AND (k.anonymous_id IS NULL OR k.by_anon IS NOT NULL)
                           AND (k.by_user IS NULL OR k.by_anon IS NULL OR k.by_user = k.by_anon)
                          THEN coalesce(k.by_user, k.by_anon) END AS known,
-                   NOT screen AND k.new_id IS NOT NULL AND k.type <> 'alias'
+                   k.new_id IS NOT NULL AND k.type <> 'alias'
                        AND (k.user_id IS NOT NULL OR k.anonymous_id IS NOT NULL)
                        AND (jsonb_typeof(k.t) IS DISTINCT FROM 'object'
                             OR (k.t ->> 'email') IS NULL)
@@ -133,12 +133,19 @@ BEGIN
                             OR ((SELECT users FROM first) ->> k.user_id)::bigint = k.ord)
                        AND (k.anonymous_id IS NULL
                             OR ((SELECT anons FROM first) ->> k.anonymous_id)::bigint = k.ord)
-                       AS fresh,
-                   CASE WHEN k.new_id IS NULL THEN NULL
-                        WHEN jsonb_typeof(k.t) = 'object' AND k.t <> '{}'::jsonb
-                        THEN journeyd_merge_traits('{}'::jsonb, k.t)
-                        ELSE '{}'::jsonb END AS new_traits
+                       AND CASE WHEN screen
+                                THEN NOT journeyd_event_suppressed(k.user_id, k.anonymous_id,
+                                                                   NULL, NULL)
+                                ELSE true END
+                       AS fresh
             FROM k),
+        f AS MATERIALIZED (
+            SELECT g.*,
+                   CASE WHEN NOT g.fresh THEN NULL
+                        WHEN jsonb_typeof(g.t) = 'object' AND g.t <> '{}'::jsonb
+                        THEN journeyd_merge_traits('{}'::jsonb, g.t)
+                        ELSE '{}'::jsonb END AS new_traits
+            FROM g),
         new_profiles AS (
             INSERT INTO profiles (id, traits)
             SELECT f.new_id, f.new_traits FROM f WHERE f.fresh),
@@ -206,11 +213,20 @@ BEGIN
             -- event already touched (the only way a name moves); those its
             -- email or previousId name, looked up now.
             IF e.type = 'alias' OR (e.t ->> 'email') IS NOT NULL THEN
+                -- One primary-key lookup per name: an OR across kinds
+                -- could be planned as a scan of every identity, and this
+                -- plan is made once per session (as in version 11).
                 touched := touched || ARRAY(
                     SELECT i.profile_id FROM identities i
-                    WHERE (i.kind = 'email' AND i.value = e.t ->> 'email')
-                       OR (e.type = 'alias' AND i.kind IN ('user_id', 'anonymous_id')
-                           AND i.value = e.body ->> 'previousId'));
+                    WHERE i.kind = 'email' AND i.value = e.t ->> 'email'
+                    UNION ALL
+                    SELECT i.profile_id FROM identities i
+                    WHERE e.type = 'alias' AND i.kind = 'user_id'
+                      AND i.value = e.body ->> 'previousId'
+                    UNION ALL
+                    SELECT i.profile_id FROM identities i
+                    WHERE e.type = 'alias' AND i.kind = 'anonymous_id'
+                      AND i.value = e.body ->> 'previousId');
             END IF;
             SELECT * INTO r FROM journeyd_resolve_profile(
                 e.user_id, e.anonymous_id, e.t ->> 'email', e.t,
@@ -246,13 +262,18 @@ END $$;
 -- id the batch reserved for the event (p_new_id), so the profiles of a batch
 -- are numbered in log order whichever way each was created. The order
 -- matters: of two profiles that merge, the older (lower id) survives, and on
--- equal update times, as within one transaction, its traits win.
+-- equal update times, as within one transaction, its traits win. (An event
+-- whose id was known when the batch began gets no reserved id; should an
+-- erasure remove that identity while the batch runs, the profile takes the
+-- next id of the sequence.) Its statements keep the default plan cache
+-- mode, as before: the caller's force_generic_plan would otherwise apply to
+-- them too.
 DROP FUNCTION journeyd_resolve_profile(text, text, text, jsonb, text);
 CREATE FUNCTION journeyd_resolve_profile(p_user_id text, p_anonymous_id text, p_email text,
                                          p_traits jsonb, p_previous_id text, p_new_id bigint)
 RETURNS TABLE (profile_id bigint, traits jsonb)
 LANGUAGE plpgsql
-SET enable_seqscan = off SET jit = off
+SET enable_seqscan = off SET jit = off SET plan_cache_mode = auto
 AS $$
 DECLARE
     matches  bigint[];

@@ -256,7 +256,7 @@ static void on_committed(db_t *db, PGresult *res, void *arg)
         runbatch_committed(p->batch);
         metric_add(p->m_sends, NULL, (double)runbatch_sends(p->batch));
         /* Only a batch that wrote can have given the scheduler work: under
-         * load most write nothing, and a scheduler pass is four statements. */
+         * load most write nothing, and a scheduler pass is five statements. */
         if (p->batch_wrote && p->opts.on_commit)
             p->opts.on_commit(p->opts.on_commit_arg);
     }

@@ -179,14 +179,14 @@ def metric(tc, name):
 
 def batches_one_by_one(tc, post, n):
     """Calls post(i) for i in range(n), each time waiting until the
-    processor has committed one more batch, so that each event has a batch
-    of its own. Returns the seconds it took."""
-    batches = metric(tc, "journeyd_processor_batches_total")
+    processor has committed the event (each request posts one), so that each
+    event has a batch of its own. Returns the seconds it took."""
+    read = metric(tc, "journeyd_processor_events_total")
     began = time.monotonic()
     for i in range(n):
         post(i)
-        wait_until(lambda i=i: metric(tc, "journeyd_processor_batches_total") >= batches + i + 1,
-                   15, interval=0.005, what=f"batch {i + 1}")
+        wait_until(lambda i=i: metric(tc, "journeyd_processor_events_total") >= read + i + 1,
+                   15, interval=0.005, what=f"event {i + 1} processed")
     return time.monotonic() - began
 
 
